@@ -1,0 +1,8 @@
+"""``python -m selective_imager``."""
+
+from __future__ import annotations
+
+from selective_imager.cli import main
+
+if __name__ == "__main__":
+    main()

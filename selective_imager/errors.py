@@ -1,0 +1,104 @@
+"""The whole exception tree of selective_imager.
+
+Every error the library raises on purpose derives from :class:`SelectiveImagerError`,
+so a caller can catch one class. Backend errors (pytsk3, pyfsntfs, pybde and pyewf
+raise ``OSError``/``IOError``) are translated at the layer boundary with ``from exc``
+so the cause stays visible.
+
+::
+
+    SelectiveImagerError
+    ├─ SourceError                 the image or device cannot be opened or read
+    ├─ VolumeSystemError           the partition table is damaged or inconsistent
+    ├─ EncryptionError
+    │  ├─ UnsupportedEncryptionError
+    │  └─ CredentialsError         locked: no, or a wrong, credential
+    ├─ FilesystemError
+    │  ├─ UnsupportedFilesystemError
+    │  └─ PathNotFoundError        also a FileNotFoundError
+    ├─ RuleError                   a rule file is invalid (file, line, message, hint)
+    └─ ContainerError              the output container cannot be written or read
+
+Severity follows the layer: a per-file error becomes an item outcome, a per-volume
+error is recorded and the volume skipped, rule and container errors abort the run.
+Messages never contain a secret.
+"""
+
+from __future__ import annotations
+
+
+class SelectiveImagerError(Exception):
+    """Base class of every error raised by selective_imager."""
+
+
+class SourceError(SelectiveImagerError):
+    """The source (image file, split image, E01, device) cannot be opened or read."""
+
+
+class VolumeSystemError(SelectiveImagerError):
+    """A partition table is present but damaged, overlapping or out of range."""
+
+
+class EncryptionError(SelectiveImagerError):
+    """An encrypted volume cannot be opened."""
+
+
+class UnsupportedEncryptionError(EncryptionError):
+    """The encryption method or metadata version is not supported."""
+
+
+class CredentialsError(EncryptionError):
+    """No credential, or no correct credential, was given for an encrypted volume."""
+
+
+class FilesystemError(SelectiveImagerError):
+    """A file system cannot be opened or a file in it cannot be read."""
+
+
+class UnsupportedFilesystemError(FilesystemError):
+    """No supported file system was recognised on a volume."""
+
+
+class PathNotFoundError(FilesystemError, FileNotFoundError):
+    """A path does not exist in a file system."""
+
+
+class RuleError(SelectiveImagerError):
+    """A rule file is invalid.
+
+    Attributes:
+        file: the rule file (or ``"<string>"``).
+        line: 1-based line number, or None when unknown.
+        message: what is wrong.
+        hint: how to fix it, or an empty string.
+    """
+
+    def __init__(self, file: str, line: int | None, message: str, hint: str = "") -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        self.hint = hint
+        where = f"{file}:{line}" if line is not None else file
+        text = f"{where}: {message}"
+        if hint:
+            text += f" (hint: {hint})"
+        super().__init__(text)
+
+
+class ContainerError(SelectiveImagerError):
+    """The evidence container cannot be written, or read back."""
+
+
+__all__ = [
+    "ContainerError",
+    "CredentialsError",
+    "EncryptionError",
+    "FilesystemError",
+    "PathNotFoundError",
+    "RuleError",
+    "SelectiveImagerError",
+    "SourceError",
+    "UnsupportedEncryptionError",
+    "UnsupportedFilesystemError",
+    "VolumeSystemError",
+]

@@ -1,0 +1,80 @@
+"""The file-system interface every backend implements.
+
+A :class:`Filesystem` is opened on a :class:`~selective_imager.streams.ByteStream`
+(a partition slice or a decrypted BitLocker volume) and gives :class:`FileEntry`
+records plus streams of file content. Paths are ``/``-separated and relative to the
+volume root; case-insensitive lookup where the file system is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selective_imager.models import Extent, FileEntry, FilesystemInfo
+    from selective_imager.streams import ByteStream
+
+
+class Filesystem(ABC):
+    """An open file system.
+
+    Implementations translate backend ``OSError``/``IOError`` into
+    :class:`~selective_imager.errors.FilesystemError` with ``from exc``.
+    """
+
+    info: FilesystemInfo
+
+    @abstractmethod
+    def root(self) -> FileEntry:
+        """The root directory."""
+
+    @abstractmethod
+    def lookup(self, path: str) -> FileEntry:
+        """The entry at ``path`` (``/``-separated, relative to the root).
+
+        Raises:
+            PathNotFoundError: no such path.
+        """
+
+    @abstractmethod
+    def iterdir(self, directory: FileEntry) -> Iterator[FileEntry]:
+        """The entries of a directory (without ``.`` and ``..``), in on-disk order."""
+
+    @abstractmethod
+    def open_stream(self, entry: FileEntry, stream: str = "") -> ByteStream:
+        """A read-only stream of a file's data (``stream`` names an ADS, "" the default)."""
+
+    def extents(self, entry: FileEntry, stream: str = "") -> tuple[Extent, ...]:
+        """Where the stream's bytes lie on the volume; empty when unknown or resident."""
+        return ()
+
+    def walk(self, top: FileEntry | None = None) -> Iterator[FileEntry]:
+        """Every entry below ``top`` (default the root), depth first, parents first."""
+        stack = [top if top is not None else self.root()]
+        while stack:
+            directory = stack.pop()
+            children = list(self.iterdir(directory))
+            for child in children:
+                yield child
+            stack.extend(reversed([c for c in children if c.is_directory]))
+
+    def scan(self) -> Iterator[FileEntry]:
+        """Every entry of the volume in whatever order is fastest, each with its full path.
+
+        The default walks the tree; NTFS overrides it with a sequential $MFT scan. The
+        set of (path, entry) pairs equals :meth:`walk`'s.
+        """
+        return self.walk()
+
+    def close(self) -> None:
+        """Release backend objects (the underlying stream stays open)."""
+        return None
+
+    def __enter__(self) -> Filesystem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
