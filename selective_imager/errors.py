@@ -102,3 +102,23 @@ __all__ = [
     "UnsupportedFilesystemError",
     "VolumeSystemError",
 ]
+
+
+def short_error(exc: BaseException) -> str:
+    """One line from a backend error.
+
+    libyal errors chain every layer's message (``f: outer. g: inner.``); the outermost
+    says what failed and the innermost why, so both are kept and the rest dropped.
+    """
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    clauses = [c.strip() for c in text.split(". ") if c.strip()]
+    if len(clauses) <= 2:
+        return text.rstrip(".")
+
+    def bare(clause: str) -> str:
+        head, sep, tail = clause.partition(": ")
+        return tail if sep and " " not in head else clause
+
+    return f"{bare(clauses[0]).rstrip('.')} ({clauses[-1].rstrip('.')})"

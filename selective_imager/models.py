@@ -335,6 +335,41 @@ class FileEntry:
         """Path of a child named ``name``."""
         return f"{self.path}/{name}" if self.path else name
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (timestamps as ISO 8601 UTC strings)."""
+        ntfs = self.si is not None or self.fn is not None
+        out: dict[str, object] = {
+            "path": self.path,
+            "name": self.name,
+            "type": "directory" if self.is_directory else "file",
+            "size": self.size,
+            "allocated_size": self.allocated_size,
+            "entry": self.entry,
+            "sequence": self.sequence,
+            "parent_entry": self.parent_entry,
+            "parent_sequence": self.parent_sequence,
+            "allocated": self.allocated,
+            "resident": self.resident,
+            "attribute_flags": self.attribute_flags,
+            "attributes": list(self.attributes),
+            "streams": [{"name": s.name, "size": s.size} for s in self.streams],
+        }
+        if ntfs:
+            out["timestamps"] = {
+                "si": self.si.as_dict() if self.si else None,
+                "fn": self.fn.as_dict() if self.fn else None,
+                "i30": self.i30.as_dict() if self.i30 else None,
+            }
+        else:
+            out["timestamps"] = {"tsk": self.times.as_dict("changed") if self.times else None}
+        if self.mode is not None:
+            out["mode"] = self.mode
+            out["uid"] = self.uid
+            out["gid"] = self.gid
+        if self.link_target:
+            out["link_target"] = self.link_target
+        return out
+
     def stream_size(self, stream: str) -> int:
         """Size of ``stream`` ("" is the default data stream)."""
         if not stream:

@@ -16,7 +16,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
 
 class ByteStream(io.RawIOBase):
@@ -129,8 +129,10 @@ class OverlayStream(ByteStream):
     writing anything.
     """
 
-    def __init__(self, parent: ByteStream, patches: dict[int, bytes]) -> None:
-        super().__init__(parent.size)
+    def __init__(
+        self, parent: ByteStream, patches: dict[int, bytes], size: int | None = None
+    ) -> None:
+        super().__init__(parent.size if size is None else size)
         self.parent = parent
         self.patches = sorted(patches.items())
 

@@ -57,8 +57,7 @@ class Filesystem(ABC):
         while stack:
             directory = stack.pop()
             children = list(self.iterdir(directory))
-            for child in children:
-                yield child
+            yield from children
             stack.extend(reversed([c for c in children if c.is_directory]))
 
     def scan(self) -> Iterator[FileEntry]:
