@@ -193,8 +193,8 @@ def open_bitlocker(
     else:
         credentials = list(provider.credentials_for(volume)) if provider is not None else []
         for cred in credentials:
-            tried.append(cred.describe())
-            ok, handle = _try_credential(pybde, base, handle, cred)
+            ok, handle, why = _try_credential(pybde, base, handle, cred)
+            tried.append(f"{cred.describe()}: {why}" if why else cred.describe())
             if ok:
                 unlocked_with = cred.kind
                 break
@@ -231,25 +231,31 @@ def _open_handle(pybde: Any, stream: ByteStream, startup_key: str | None) -> Any
 
 def _try_credential(
     pybde: Any, stream: ByteStream, handle: Any, cred: Credential
-) -> tuple[bool, Any]:
-    """Try one credential; returns (unlocked, handle to keep using)."""
-    try:
-        if cred.kind == STARTUP_KEY:
+) -> tuple[bool, Any, str]:
+    """Try one credential; returns (unlocked, handle to keep using, why it failed)."""
+    if cred.kind == STARTUP_KEY:
+        try:
             fresh = _open_handle(pybde, stream, cred.secret)
-            if fresh.is_locked():
-                fresh.close()
-                return False, handle
-            handle.close()
-            return True, fresh
+        except OSError:
+            return False, handle, "not a readable startup key"
+        if fresh.is_locked():
+            fresh.close()
+            return False, handle, "does not match"
+        handle.close()
+        return True, fresh, ""
+    try:
         if cred.kind == PASSWORD:
             handle.set_password(cred.secret)
         elif cred.kind == RECOVERY_PASSWORD:
             handle.set_recovery_password(cred.secret)
-        return bool(handle.unlock()) and not handle.is_locked(), handle
     except OSError:
-        # A malformed recovery password or unreadable key file: libbde's message may
-        # quote the input, so it is not passed on.
-        return False, handle
+        # libbde's message may quote the input, so it is not passed on.
+        return False, handle, f"malformed {cred.kind.replace('_', ' ')}"
+    try:
+        ok = bool(handle.unlock()) and not handle.is_locked()
+    except OSError:
+        return False, handle, "unlock failed"
+    return ok, handle, "" if ok else "wrong"
 
 
 class _BdeStream(LibyalStream):

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a development/run environment from a fresh clone (idempotent).
+#  - Debian packages: The Sleuth Kit (test oracles), unzip (container checks),
+#    libbde-utils and cryptsetup-bin (independent BitLocker readers used by tests).
+#  - A virtual environment in .venv with the package and its test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v fls >/dev/null || need_apt+=(sleuthkit)
+command -v unzip >/dev/null || need_apt+=(unzip)
+command -v bdeinfo >/dev/null || need_apt+=(libbde-utils)
+command -v cryptsetup >/dev/null || need_apt+=(cryptsetup-bin)
+if ((${#need_apt[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing Debian packages: ${need_apt[*]}" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "setup: missing ${need_apt[*]} (install them; tests that need them will skip)" >&2
+    fi
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    | grep -v -e '^WARNING: Location' -e 'is ignored' || true
+.venv/bin/python -c 'import pytsk3, pyfsntfs, pybde, pyewf, typer, rich, yaml' \
+    || { echo "setup: the Python dependencies did not install" >&2; exit 1; }
