@@ -1,0 +1,655 @@
+"""Collect rule-matched streams into a sealed logical evidence container.
+
+Every stream is read once: each chunk is hashed (MD5/SHA-1/SHA-256 by default) and
+written to the ZIP member in the same pass. Identical content is stored once; when a
+stream turns out to duplicate one already stored, its member is rolled back and a
+``duplicate`` record points at the stored one. Sparse streams store only their
+allocated ranges. One unreadable file or volume is recorded and skipped.
+
+Order of the container: content members, then ``manifest.jsonl``, ``log.jsonl``, the
+rule files, ``acquisition.json`` and last ``SEAL.json``. The full-disk hash runs after
+the artifacts are safe (or alongside, with ``disk_hash_mode="concurrent"``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selective_imager import __version__
+from selective_imager.container.names import encode_member_path
+from selective_imager.container.seal import (
+    ACQUISITION_NAME,
+    LOG_NAME,
+    MANIFEST_NAME,
+    RULES_PREFIX,
+    write_seal,
+)
+from selective_imager.container.zipwriter import ZipWriter
+from selective_imager.errors import ContainerError, SelectiveImagerError
+from selective_imager.hashing import ALGORITHMS, MultiHasher, hash_source
+from selective_imager.manifest import Journal, data_runs, item_record, utc_now
+from selective_imager.matcher import MatchError, match
+from selective_imager.progress import NullProgress, ProgressSink
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selective_imager.discovery import Disk, OpenVolume
+    from selective_imager.filesystems.base import Filesystem
+    from selective_imager.hashing import DiskHashResult
+    from selective_imager.matcher import Match
+    from selective_imager.models import Extent
+    from selective_imager.rules import RuleSet
+    from selective_imager.streams import ByteStream
+
+CHUNK = 1 << 20
+TOOL = f"selective-imager {__version__}"
+
+
+class Outcome(StrEnum):
+    """What happened to one selected item."""
+
+    COLLECTED = "collected"
+    DUPLICATE = "duplicate"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectOptions:
+    """Options of a collection run.
+
+    Attributes:
+        hashes: per-item algorithms (SHA-256 is always computed: dedup and the seal
+            depend on it).
+        disk_hash: whole-source algorithms; empty for none.
+        disk_hash_mode: ``after`` (artifacts first) or ``concurrent``.
+        piece_size: piece length of the piecewise disk SHA-256.
+        overwrite: replace an existing output file.
+        compress: True deflate, False store, None decide per member.
+        case, evidence, examiner, notes: case metadata for ``acquisition.json``.
+        command_line: the command line, already redacted by the caller.
+        strategy: matcher strategy (``auto``, ``walk``, ``scan``).
+    """
+
+    hashes: tuple[str, ...] = ALGORITHMS
+    disk_hash: tuple[str, ...] = ALGORITHMS
+    disk_hash_mode: str = "after"
+    piece_size: int = 1 << 30
+    overwrite: bool = False
+    compress: bool | None = None
+    case: str = ""
+    evidence: str = ""
+    examiner: str = ""
+    notes: str = ""
+    command_line: tuple[str, ...] = ()
+    strategy: str = "auto"
+
+
+@dataclass(slots=True)
+class CollectionReport:
+    """The result of :func:`collect`.
+
+    Attributes:
+        output: the container path.
+        status: ``complete`` or ``incomplete`` (interrupted).
+        counts: items by outcome.
+        bytes_collected: logical bytes of collected items.
+        container_sha256: SHA-256 of the finished container file.
+        disk_hash: the full-disk hash result, or None when not run.
+        volume_errors: volumes that could not be searched, with the reason.
+    """
+
+    output: Path
+    status: str = "complete"
+    counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    bytes_collected: int = 0
+    container_sha256: str = ""
+    disk_hash: DiskHashResult | None = None
+    volume_errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 complete without failures, 1 otherwise."""
+        bad = self.counts["failed"] + self.counts["partial"]
+        return 0 if self.status == "complete" and not bad and not self.volume_errors else 1
+
+
+def refuse_output_on_source(disk: Disk, output: Path) -> None:
+    """Refuse an output path that is the source itself or lies on the source device.
+
+    Raises:
+        ContainerError: the output would write to the evidence.
+    """
+    out_dir = output.resolve().parent
+    for segment in disk.source.info.segments:
+        try:
+            if Path(segment).resolve() == output.resolve():
+                raise ContainerError(f"{output}: is the source itself")
+        except OSError:
+            continue
+    if disk.source.info.is_device:
+        try:
+            out_dev = out_dir.stat().st_dev
+            src = Path(disk.source.info.path).stat()
+        except OSError:
+            return
+        devices = {src.st_rdev}
+        name = Path(os.path.realpath(disk.source.info.path)).name
+        sys_block = Path("/sys/class/block") / name
+        for child in sys_block.glob(f"{name}*") if sys_block.exists() else []:
+            try:
+                major, minor = (child / "dev").read_text().strip().split(":")
+                devices.add(os.makedev(int(major), int(minor)))
+            except (OSError, ValueError):
+                continue
+        if out_dev in devices:
+            raise ContainerError(f"{output}: lies on the source device {disk.source.info.path}")
+
+
+class _Run:
+    """State of one collection run (kept out of module globals)."""
+
+    def __init__(
+        self,
+        disk: Disk,
+        ruleset: RuleSet,
+        output: Path,
+        options: CollectOptions,
+        progress: ProgressSink,
+    ) -> None:
+        self.disk = disk
+        self.ruleset = ruleset
+        self.output = output
+        self.options = options
+        self.progress = progress
+        self.report = CollectionReport(output)
+        self.algorithms = tuple(dict.fromkeys((*options.hashes, "sha256")))
+        self.stored: dict[str, str] = {}  # sha256 -> member name
+        self.started = utc_now()
+        self.writer = ZipWriter(output, overwrite=options.overwrite)
+        try:
+            self.manifest = Journal(output.with_name(output.name + ".manifest.jsonl.part"))
+            self.log = Journal(output.with_name(output.name + ".log.jsonl.part"))
+        except FileExistsError as exc:
+            self.writer.close()
+            output.unlink(missing_ok=True)
+            raise ContainerError(
+                f"{exc.filename}: a journal of an earlier run is in the way; recover or remove it"
+            ) from exc
+
+    def event(self, level: str, event: str, message: str, **extra: Any) -> None:
+        self.log.append(
+            {"time": utc_now(), "level": level, "event": event, "message": message, **extra}
+        )
+
+    # -- items -----------------------------------------------------------------
+    def collect_volume(self, vol: OpenVolume) -> None:
+        report = vol.report
+        fs = vol.filesystem
+        if fs is None:
+            self.event(
+                "warning",
+                "volume-skipped",
+                f"volume {report.volume.index}: {report.error}",
+                volume=report.volume.index,
+            )
+            # A partition with no file system (an MSR, swap...) is skipped, not failed;
+            # a locked or damaged volume is a failure to collect.
+            unrecognised = report.encryption is None and report.error.startswith(
+                "no supported file system"
+            )
+            if report.error and not unrecognised:
+                self.report.volume_errors.append(f"volume {report.volume.index}: {report.error}")
+            return
+        self.event(
+            "info",
+            "volume",
+            f"searching volume {report.volume.index} ({fs.info.type})",
+            volume=report.volume.index,
+        )
+
+        def on_error(err: MatchError) -> None:
+            self.event(
+                "error",
+                "directory-unreadable",
+                f"{err.path or '/'}: {err.error}",
+                volume=report.volume.index,
+                path=err.path,
+            )
+
+        for m in match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error):
+            self.collect_item(vol, fs, m)
+
+    def collect_item(self, vol: OpenVolume, fs: Filesystem, m: Match) -> None:
+        report = vol.report
+        entry = m.entry
+        label = f"{report.label}/{entry.path}" + (f":{m.stream}" if m.stream else "")
+        self.progress.item(label)
+        name = encode_member_path(report.label, entry.path, m.stream)
+        volume_offset = None if report.encryption is not None else report.volume.offset
+        try:
+            extents = fs.extents(entry, m.stream)
+        except SelectiveImagerError as exc:
+            extents = ()
+            self.event("warning", "extents-unreadable", f"{label}: {exc}")
+        runs = data_runs(extents, volume_offset)
+        try:
+            stream = fs.open_stream(entry, m.stream)
+        except SelectiveImagerError as exc:
+            self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
+            self.event("error", "item-failed", f"{label}: {exc}", path=entry.path)
+            return
+        mtime = None
+        if entry.si and entry.si.modified:
+            mtime = entry.si.modified.ns // 1_000_000_000
+        elif entry.times and entry.times.modified:
+            mtime = entry.times.modified.ns // 1_000_000_000
+        ranges = _allocated_ranges(extents, stream.size)
+        # The member holds only allocated ranges of a sparse stream, so its own
+        # SHA-256 (for the seal) differs from the logical one and is computed inline.
+        member = self.writer.begin(
+            name, compress=self.options.compress, mtime=mtime, hash_content=ranges is not None
+        )
+        hasher = MultiHasher(self.algorithms)
+        unreadable: list[tuple[int, int]] = []
+        try:
+            for offset, length, present in _plan(stream.size, ranges):
+                if not present:
+                    hasher.update_zeros(length)
+                    self.progress.advance(length)
+                    continue
+                for data in _read_range(stream, offset, length, unreadable):
+                    hasher.update(data)
+                    member.write(data)
+                    self.progress.advance(len(data))
+        except BaseException:
+            member.discard()
+            raise
+        digests = hasher.hexdigests()
+        sha = digests["sha256"]
+        hashes = {alg: digests[alg] for alg in self.algorithms}
+        outcome = Outcome.PARTIAL if unreadable else Outcome.COLLECTED
+        error = (
+            f"{sum(n for _, n in unreadable)} unreadable bytes were zero-filled"
+            if unreadable
+            else None
+        )
+        sparse = None
+        if ranges is not None:
+            sparse = {"logical_size": stream.size, "ranges": [[o, n] for o, n in ranges]}
+        if outcome == Outcome.COLLECTED and sha in self.stored:
+            member.discard()
+            self._record(
+                m,
+                report,
+                self.stored[sha],
+                Outcome.DUPLICATE,
+                None,
+                hashes,
+                runs,
+                sparse=sparse,
+            )
+            return
+        info = member.close(sha256=None if ranges is not None else sha)
+        if outcome == Outcome.COLLECTED:
+            self.stored[sha] = info.name
+        else:
+            self.event("error", "item-partial", f"{label}: {error}", ranges=unreadable)
+        self.report.bytes_collected += stream.size
+        self._record(
+            m,
+            report,
+            info.name,
+            outcome,
+            error,
+            hashes,
+            runs,
+            sparse=sparse,
+            unreadable=unreadable,
+        )
+
+    def _record(
+        self,
+        m: Match,
+        report: Any,
+        container_path: str,
+        outcome: Outcome,
+        error: str | None,
+        hashes: dict[str, str] | None,
+        runs: list[dict[str, Any]] | None,
+        *,
+        sparse: dict[str, Any] | None = None,
+        unreadable: list[tuple[int, int]] | None = None,
+    ) -> None:
+        self.report.counts[outcome.value] += 1
+        self.manifest.append(
+            item_record(
+                m,
+                report,
+                container_path=container_path,
+                outcome=outcome.value,
+                error=error,
+                hashes=hashes,
+                runs=runs,
+                sparse=sparse,
+                unreadable=unreadable,
+            )
+        )
+        self.progress.advance(items=1)
+
+    # -- finish ----------------------------------------------------------------
+    def finish(self) -> None:
+        self.manifest.close()
+        self.log.close()
+        for journal, member_name in ((self.manifest, MANIFEST_NAME), (self.log, LOG_NAME)):
+            member = self.writer.begin(member_name, compress=True)
+            with open(journal.path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    member.write(chunk)
+            member.close()
+        rules_meta = []
+        for rule in sorted(self.ruleset.rules.values(), key=lambda r: r.name):
+            entry: dict[str, Any] = {"name": rule.name, "sha256": rule.sha256 or None}
+            source = Path(rule.source_file) if rule.source_file else None
+            if source is not None and source.is_file():
+                member_name = f"{RULES_PREFIX}{rule.sha256[:12] or rule.name}-{source.name}"
+                if member_name not in self.writer:
+                    self.writer.add_bytes(member_name, source.read_bytes(), compress=True)
+                entry["file"] = str(source)
+                entry["member"] = member_name
+            rules_meta.append(entry)
+        self.rules_meta = rules_meta
+
+    def acquisition(self, ended: str) -> dict[str, Any]:
+        import json as _json
+
+        disk = self.disk
+        info = self.report.disk_hash
+        disk_hash: dict[str, Any] | None = None
+        if info is not None:
+            disk_hash = {
+                "algorithms": list(info.algorithms),
+                "complete": info.complete,
+                "digests": info.digests.as_dict() if info.digests else None,
+                "bytes_hashed": info.bytes_hashed,
+                "size": info.size,
+                "piece_size": self.options.piece_size,
+                "pieces": [
+                    {"index": p.index, "offset": p.offset, "length": p.length, "sha256": p.sha256}
+                    for p in info.pieces
+                ],
+                "unreadable": [[o, n] for o, n in info.unreadable],
+                "seconds": round(info.seconds, 3),
+            }
+            if disk.source.info.is_device:
+                disk_hash["live_source"] = (
+                    "the source is a device: if it was in use, it may have changed while it "
+                    "was read, and this hash then describes the bytes as read, not a fixed "
+                    "state of the disk"
+                )
+        described = disk.as_dict()
+        return {
+            "tool": "selective-imager",
+            "version": __version__,
+            "command_line": list(self.options.command_line),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "libraries": _library_versions(),
+            "started": self.started,
+            "ended": ended,
+            "status": self.report.status,
+            "case": {
+                "case_number": self.options.case,
+                "evidence_number": self.options.evidence,
+                "examiner": self.options.examiner,
+                "notes": self.options.notes,
+            },
+            "source": described["source"],
+            "partition_table": described["partition_table"],
+            "volumes": described["volumes"],
+            "rules": {
+                "requested": list(self.ruleset.requested),
+                "used": self.rules_meta,
+            },
+            "options": {
+                "hashes": list(self.algorithms),
+                "disk_hash": list(self.options.disk_hash),
+                "disk_hash_mode": self.options.disk_hash_mode,
+                "compress": self.options.compress,
+                "strategy": self.options.strategy,
+            },
+            "counts": dict(self.report.counts),
+            "bytes_collected": self.report.bytes_collected,
+            "volume_errors": list(self.report.volume_errors),
+            "disk_hash": disk_hash,
+            "_schema": _json.dumps({"manifest": "manifest.jsonl", "log": "log.jsonl"}),
+        }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+def _library_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for module in ("pytsk3", "pyfsntfs", "pybde", "pyewf"):
+        try:
+            mod = __import__(module)
+            versions[module] = str(getattr(mod, "get_version", lambda: "?")())
+        except ImportError:
+            continue
+    return versions
+
+
+def _allocated_ranges(extents: tuple[Extent, ...], size: int) -> list[tuple[int, int]] | None:
+    """Allocated ``(offset, length)`` ranges of a sparse stream, or None if not sparse.
+
+    Compressed NTFS streams also have sparse runs, inside compression units; their
+    logical layout is not the run layout, so they are read whole.
+    """
+    if not any(e.sparse for e in extents) or any(e.compressed for e in extents):
+        return None
+    ranges: list[tuple[int, int]] = []
+    for ext in extents:
+        if ext.sparse or ext.logical_offset >= size:
+            continue
+        length = min(ext.length, size - ext.logical_offset)
+        if ranges and ranges[-1][0] + ranges[-1][1] == ext.logical_offset:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + length)
+        else:
+            ranges.append((ext.logical_offset, length))
+    return ranges
+
+
+def _plan(size: int, ranges: list[tuple[int, int]] | None) -> Iterator[tuple[int, int, bool]]:
+    """``(offset, length, present)`` spans covering ``[0, size)``."""
+    if ranges is None:
+        yield 0, size, True
+        return
+    pos = 0
+    for offset, length in ranges:
+        if offset > pos:
+            yield pos, offset - pos, False
+        yield offset, length, True
+        pos = offset + length
+    if pos < size:
+        yield pos, size - pos, False
+
+
+def _read_range(
+    stream: ByteStream, offset: int, length: int, unreadable: list[tuple[int, int]]
+) -> Iterator[bytes]:
+    """Chunks of ``[offset, offset+length)``; unreadable chunks are retried once, then
+    zero-filled and recorded."""
+    end = offset + length
+    pos = offset
+    while pos < end:
+        n = min(CHUNK, end - pos)
+        try:
+            data = stream.read_at(pos, n)
+        except (OSError, SelectiveImagerError):
+            try:
+                data = stream.read_at(pos, n)
+            except (OSError, SelectiveImagerError):
+                unreadable.append((pos, n))
+                data = b"\0" * n
+        if len(data) < n:
+            # Short read inside the stream's size: the rest is missing on disk.
+            unreadable.append((pos + len(data), n - len(data)))
+            data = data + b"\0" * (n - len(data))
+        yield data
+        pos += n
+
+
+def collect(
+    disk: Disk,
+    ruleset: RuleSet,
+    output: Path,
+    options: CollectOptions | None = None,
+    progress: ProgressSink | None = None,
+    volumes: list[int] | None = None,
+) -> CollectionReport:
+    """Collect every match of ``ruleset`` on ``disk`` into the container ``output``.
+
+    Ctrl-C (KeyboardInterrupt) finishes the container as ``incomplete`` with
+    everything collected so far, then re-raises.
+
+    Raises:
+        ContainerError: the output exists (without overwrite), lies on the source, or
+            cannot be written.
+    """
+    options = options or CollectOptions()
+    progress = progress or NullProgress()
+    refuse_output_on_source(disk, output)
+    run = _Run(disk, ruleset, output, options, progress)
+    interrupted: BaseException | None = None
+    concurrent: tuple[threading.Thread, threading.Event, list[DiskHashResult]] | None = None
+    try:
+        run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
+        if options.disk_hash and options.disk_hash_mode == "concurrent":
+            concurrent = _start_concurrent_hash(disk, options, run)
+        progress.phase("collect", None, None)
+        for vol in disk.volumes:
+            if volumes is not None and vol.report.volume.index not in volumes:
+                continue
+            try:
+                run.collect_volume(vol)
+            except SelectiveImagerError as exc:
+                # One unreadable volume is recorded and skipped, never the end of the run.
+                run.report.volume_errors.append(f"volume {vol.report.volume.index}: {exc}")
+                run.event("error", "volume-failed", str(exc), volume=vol.report.volume.index)
+        progress.done()
+        if options.disk_hash and concurrent is None:
+            progress.phase("disk-hash", disk.source.info.size, None)
+            cancel = threading.Event()
+            try:
+                run.report.disk_hash = hash_source(
+                    disk.source.stream,
+                    options.disk_hash,
+                    piece_size=options.piece_size,
+                    sector_size=disk.source.info.sector_size,
+                    progress=_delta(progress),
+                    cancel=cancel,
+                )
+            finally:
+                progress.done()
+            if not run.report.disk_hash.complete:
+                run.report.status = "incomplete"
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+        run.report.status = "incomplete"
+        run.event(
+            "warning", "interrupted", "interrupted: the container holds what was collected so far"
+        )
+    finally:
+        if concurrent is not None:
+            thread, cancel, results = concurrent
+            if interrupted is not None:
+                cancel.set()
+            thread.join()
+            run.report.disk_hash = results[0] if results else None
+            if run.report.disk_hash is not None and not run.report.disk_hash.complete:
+                run.report.status = "incomplete"
+        _finalise(run)
+    if interrupted is not None:
+        raise interrupted
+    return run.report
+
+
+def _delta(progress: ProgressSink) -> Any:
+    last = [0]
+
+    def update(total: int) -> None:
+        progress.advance(total - last[0])
+        last[0] = total
+
+    return update
+
+
+def _start_concurrent_hash(
+    disk: Disk, options: CollectOptions, run: _Run
+) -> tuple[threading.Thread, threading.Event, list[DiskHashResult]]:
+    from selective_imager.source import open_source
+
+    cancel = threading.Event()
+    results: list[DiskHashResult] = []
+    # Its own handle on the source: stream objects are not shared between threads.
+    source = open_source(disk.source.info.path)
+
+    def work() -> None:
+        try:
+            results.append(
+                hash_source(
+                    source.stream,
+                    options.disk_hash,
+                    piece_size=options.piece_size,
+                    sector_size=source.info.sector_size,
+                    cancel=cancel,
+                )
+            )
+        finally:
+            source.close()
+
+    thread = threading.Thread(target=work, name="disk-hash", daemon=True)
+    thread.start()
+    return thread, cancel, results
+
+
+def _finalise(run: _Run) -> None:
+    """Write the metadata members and the seal; always leaves a valid ZIP."""
+    import hashlib
+    import json
+
+    try:
+        run.finish()
+        ended = utc_now()
+        run.writer.add_bytes(
+            ACQUISITION_NAME,
+            json.dumps(run.acquisition(ended), indent=2, ensure_ascii=False).encode("utf-8"),
+            compress=True,
+        )
+        write_seal(run.writer, tool=TOOL)
+    finally:
+        run.writer.close()
+    run.manifest.remove()
+    run.log.remove()
+    h = hashlib.sha256()
+    with open(run.output, "rb") as fh:
+        while chunk := fh.read(4 << 20):
+            h.update(chunk)
+    run.report.container_sha256 = h.hexdigest()

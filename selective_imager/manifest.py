@@ -1,0 +1,138 @@
+"""The per-item manifest records and the run log, journaled as they happen.
+
+A sequential ZIP cannot interleave members, so ``manifest.jsonl`` and ``log.jsonl``
+are appended line by line to journal files beside the container while items complete
+(flushed each line: a crash loses nothing already recorded). When the container is
+finalised they are copied in as members and the journals removed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from selective_imager.discovery import VolumeReport
+    from selective_imager.matcher import Match
+    from selective_imager.models import Extent
+
+
+def utc_now() -> str:
+    """Current time, ISO 8601 UTC with microseconds."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Journal:
+    """An append-only JSON-lines file, flushed after every record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.count = 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as one line."""
+        self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        """Close the file (kept on disk)."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def remove(self) -> None:
+        """Close and delete the journal (after it was copied into the container)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def data_runs(extents: tuple[Extent, ...], volume_offset: int | None) -> list[dict[str, Any]]:
+    """Cluster runs as JSON: logical offset, volume offset, length, and disk offset.
+
+    ``disk_offset`` (the byte offset in the source) is given when the volume is not
+    encrypted; inside BitLocker the volume offset refers to the decrypted volume.
+    """
+    runs = []
+    for ext in extents:
+        run: dict[str, Any] = {
+            "logical_offset": ext.logical_offset,
+            "length": ext.length,
+            "volume_offset": ext.volume_offset,
+        }
+        if ext.sparse:
+            run["sparse"] = True
+        if ext.compressed:
+            run["compressed"] = True
+        if volume_offset is not None and ext.volume_offset is not None:
+            run["disk_offset"] = volume_offset + ext.volume_offset
+        runs.append(run)
+    return runs
+
+
+def item_record(
+    match: Match,
+    volume: VolumeReport,
+    *,
+    container_path: str,
+    outcome: str,
+    error: str | None,
+    hashes: dict[str, str] | None,
+    runs: list[dict[str, Any]] | None,
+    sparse: dict[str, Any] | None = None,
+    unreadable: list[tuple[int, int]] | None = None,
+    bytes_read: int | None = None,
+) -> dict[str, Any]:
+    """One ``manifest.jsonl`` object for a collected (or failed) item."""
+    entry = match.entry
+    record: dict[str, Any] = {
+        "path": entry.path,
+        "stream": match.stream,
+        "volume": volume.volume.index,
+        "volume_label": volume.label,
+        "container_path": container_path,
+        "size": match.size,
+        "allocated_size": entry.allocated_size if not match.stream else None,
+        "hashes": hashes,
+        "rules": list(match.rules),
+        "targets": list(match.targets),
+        "requested_rules": list(match.requested),
+        "outcome": outcome,
+        "error": error,
+        "filesystem": volume.filesystem.type if volume.filesystem else None,
+        "entry": entry.entry,
+        "sequence": entry.sequence,
+        "parent_entry": entry.parent_entry,
+        "parent_sequence": entry.parent_sequence,
+        "allocated": entry.allocated,
+        "attributes": list(entry.attributes),
+        "attribute_flags": entry.attribute_flags,
+        "streams": [{"name": s.name, "size": s.size} for s in entry.streams],
+        "resident": entry.resident if not match.stream else None,
+        "data_runs": runs,
+    }
+    if entry.si is not None or entry.fn is not None:
+        record["timestamps"] = {
+            "si": entry.si.as_dict() if entry.si else None,
+            "fn": entry.fn.as_dict() if entry.fn else None,
+            "i30": entry.i30.as_dict() if entry.i30 else None,
+        }
+    else:
+        record["timestamps"] = {"tsk": entry.times.as_dict("changed") if entry.times else None}
+    if entry.mode is not None:
+        record["mode"] = entry.mode
+        record["uid"] = entry.uid
+        record["gid"] = entry.gid
+    if sparse is not None:
+        record["sparse"] = sparse
+    if unreadable:
+        record["unreadable"] = [[o, n] for o, n in unreadable]
+    if bytes_read is not None:
+        record["bytes_read"] = bytes_read
+    return record
