@@ -149,7 +149,9 @@ class TskFilesystem(Filesystem):
             raise FilesystemError(f"{directory.path or '/'}: cannot list: {exc}") from exc
         for f in d:
             name = _decode(f.info.name.name)
-            if name in (".", "..") or name.endswith("(Volume Label Entry)"):
+            # "$OrphanFiles" is a virtual folder TSK builds by scanning every inode: it is
+            # not on disk, and listing it costs a full scan.
+            if name in (".", "..", "$OrphanFiles") or name.endswith("(Volume Label Entry)"):
                 continue
             yield self._entry(f, directory.child_path(name), name, directory)
 
