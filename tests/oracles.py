@@ -61,6 +61,24 @@ def fls_tree(image: Path, offset_sectors: int) -> tuple[set[str], set[str], dict
     return paths, ads, addr
 
 
+def fls_streams(image: Path, offset_sectors: int) -> dict[str, str]:
+    """``path`` or ``path:stream`` -> icat address (``addr`` or ``addr-type-id``)."""
+    lines = run(need_tool("fls"), "-r", "-p", "-o", str(offset_sectors), str(image)).splitlines()
+    out: dict[str, str] = {}
+    for line in lines:
+        m = re.match(r"^(\S)/(\S) (\* )?(\S+):\t(.*)$", line)
+        if not m or m.group(3):
+            continue
+        name, addr = m.group(5), m.group(4)
+        if "." in name.rsplit(":", 1)[0].split("/"):
+            continue
+        if ":" in name.rsplit("/", 1)[-1]:
+            out[name] = addr
+        else:
+            out.setdefault(name, addr.split("-")[0])
+    return out
+
+
 def icat_sha256(image: Path, offset_sectors: int, inode: str) -> str:
     """SHA-256 of ``icat -o OFF image INODE`` (INODE may be ``addr-128-id``)."""
     out = subprocess.run(

@@ -1,0 +1,227 @@
+"""End-to-end collection on the fixtures, checked against independent oracles.
+
+Oracles: The Sleuth Kit (icat/istat) for content and times, coreutils md5sum/sha256sum
+for the disk hash, the builder's truth, Info-ZIP ``unzip -t`` and Python's zipfile.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+from typer.testing import CliRunner
+
+from selective_imager.cli import app
+from tests import oracles
+from tests.conftest import FIXTURES, need_tool
+
+
+def run_collect(image, out, *extra: str) -> dict:
+    result = CliRunner().invoke(
+        app, ["collect", str(image), "-o", str(out), "--json", "--quiet", *extra]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def manifest(container) -> list[dict]:
+    with zipfile.ZipFile(container) as zf:
+        return [json.loads(line) for line in zf.read("manifest.jsonl").decode().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def gpt_container(unpacked, tmp_path_factory):
+    image = unpacked("gpt-ntfs.raw")
+    out = tmp_path_factory.mktemp("collect") / "gpt.zip"
+    summary = run_collect(image, out, "--rule", "triage", "--case", "CASE-1", "--examiner", "E. X.")
+    return image, out, summary
+
+
+def test_every_item_equals_icat(gpt_container, truth):
+    image, out, _ = gpt_container
+    parts = {p["index"]: p["start_sector"] for p in truth("gpt-ntfs")["partitions"]}
+    addresses = {v: oracles.fls_streams(image, s) for v, s in parts.items() if v in (1, 3)}
+    items = manifest(out)
+    assert items
+    checked = 0
+    for item in items:
+        assert item["outcome"] in ("collected", "duplicate"), item
+        key = item["path"] + (f":{item['stream']}" if item["stream"] else "")
+        addr = addresses[item["volume"]][key]
+        assert item["hashes"]["sha256"] == oracles.icat_sha256(image, parts[item["volume"]], addr), key
+        checked += 1
+    assert checked == len(items)
+
+
+def test_triage_collects_every_tagged_artifact(gpt_container, truth):
+    _, out, _ = gpt_container
+    paths = {i["path"] for i in manifest(out) if not i["stream"]}
+    vol = truth("gpt-ntfs")["volumes"]["3"]
+    opt_in = {"pagefile", "hiberfil", "other", "document"}
+    wanted = {f["path"] for f in vol["files"] if set(f.get("kind", [])) - opt_in}
+    # The recycle-bin rule takes the $I metadata files (deletion time, original path),
+    # not the $R copies of the deleted content.
+    wanted = {p for p in wanted if "$Recycle.Bin" not in p or p.rsplit("/", 1)[-1].startswith("$I")}
+    assert wanted <= paths, sorted(wanted - paths)
+    # Memory files are opt-in only.
+    assert not any(f["path"] in paths for f in vol["files"] if {"pagefile", "hiberfil"} & set(f.get("kind", [])))
+
+
+def test_usnjrnl_sparse_and_ads(gpt_container, truth):
+    _, out, _ = gpt_container
+    usn = truth("gpt-ntfs")["volumes"]["3"]["usnjrnl"]
+    items = {(i["path"], i["stream"]): i for i in manifest(out)}
+    j = items[("$Extend/$UsnJrnl", "$J")]
+    assert j["size"] == usn["J_size"]
+    assert j["hashes"]["sha256"] == usn["J_sha256"]
+    assert j["container_path"] == "files/p3/$Extend/$UsnJrnl%3A$J"
+    assert j["sparse"]["logical_size"] == usn["J_size"]
+    stored = sum(n for _, n in j["sparse"]["ranges"])
+    assert stored == usn["J_size"] - usn["J_sparse_bytes"]
+    with zipfile.ZipFile(out) as zf:
+        assert zf.getinfo(j["container_path"]).file_size == stored
+    mx = items[("$Extend/$UsnJrnl", "$Max")]
+    assert mx["hashes"]["sha256"] == usn["Max_sha256"]
+
+
+def test_manifest_context_fields(gpt_container, truth):
+    _, out, _ = gpt_container
+    items = {i["path"]: i for i in manifest(out) if not i["stream"]}
+    system = items["Windows/System32/config/SYSTEM"]
+    t = next(f for f in truth("gpt-ntfs")["volumes"]["3"]["files"] if f["path"] == system["path"])
+    assert system["entry"] == t["mft_entry"]
+    assert system["container_path"] == "files/p3/Windows/System32/config/SYSTEM"
+    assert system["timestamps"]["si"]["created"] == t["times"]["created"]
+    assert system["timestamps"]["si"]["modified"] == t["times"]["modified"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", system["timestamps"]["fn"]["created"])
+    assert system["timestamps"]["i30"] is not None
+    assert set(system["hashes"]) == {"md5", "sha1", "sha256"}
+    assert system["hashes"]["md5"] == t["md5"] and system["hashes"]["sha1"] == t["sha1"]
+    assert system["rules"] == ["windows-registry"]
+    assert system["volume"] == 3
+    if not system["resident"]:
+        assert system["data_runs"] and all("disk_offset" in r for r in system["data_runs"])
+
+
+def test_times_equal_istat(gpt_container, truth):
+    image, out, _ = gpt_container
+    start = truth("gpt-ntfs")["partitions"][2]["start_sector"]
+    items = [i for i in manifest(out) if not i["stream"] and i["path"].startswith("Windows/System32/config/S")]
+    assert items
+    for item in items[:4]:
+        text = oracles.run(need_tool("istat"), "-o", str(start), str(image), str(item["entry"]))
+        si = text.split("$STANDARD_INFORMATION Attribute Values:")[1].split("$FILE_NAME")[0]
+        fn = text.split("$FILE_NAME Attribute Values:")[1].split("Attributes:")[0]
+        for block, key in ((si, "si"), (fn, "fn")):
+            for label, field in (("Created", "created"), ("File Modified", "modified"),
+                                 ("MFT Modified", "mft_modified"), ("Accessed", "accessed")):
+                m = re.search(rf"{label}:\s+(\S+) (\S+)\.(\d+) \(UTC\)", block)
+                assert m, (label, block)
+                istat = f"{m.group(1)}T{m.group(2)}.{m.group(3)[:7]}Z"
+                assert item["timestamps"][key][field] == istat, (item["path"], key, field)
+
+
+def test_disk_hash_equals_coreutils(gpt_container, unpacked):
+    image, out, summary = gpt_container
+    digests = summary["disk_hash"]["digests"]
+    assert digests["md5"] == oracles.file_digest(image, "md5sum")
+    assert digests["sha256"] == oracles.file_digest(image, "sha256sum")
+    with zipfile.ZipFile(out) as zf:
+        acq = json.loads(zf.read("acquisition.json"))
+    assert acq["disk_hash"]["digests"]["sha1"] == oracles.file_digest(image, "sha1sum")
+    assert acq["case"]["case_number"] == "CASE-1"
+    assert acq["status"] == "complete"
+
+
+def test_container_is_a_valid_zip(gpt_container):
+    _, out, summary = gpt_container
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+    assert names[-1] == "SEAL.json"
+    assert {"manifest.jsonl", "log.jsonl", "acquisition.json"} <= set(names)
+    unzip = shutil.which("unzip")
+    if unzip:
+        assert subprocess.run([unzip, "-tq", str(out)], capture_output=True).returncode == 0
+    assert summary["container_sha256"] == oracles.file_digest(out, "sha256sum")
+
+
+def test_duplicates_point_at_a_stored_member(gpt_container):
+    _, out, _ = gpt_container
+    items = manifest(out)
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+    by_member = {i["container_path"]: i for i in items if i["outcome"] == "collected"}
+    dups = [i for i in items if i["outcome"] == "duplicate"]
+    assert dups
+    for dup in dups:
+        assert dup["container_path"] in names
+        assert by_member[dup["container_path"]]["hashes"]["sha256"] == dup["hashes"]["sha256"]
+
+
+def test_output_never_overwritten(gpt_container, unpacked):
+    image, out, _ = gpt_container
+    before = out.read_bytes()
+    result = CliRunner().invoke(app, ["collect", str(image), "-o", str(out), "--quiet"])
+    assert result.exit_code == 2
+    assert "exists" in result.output
+    assert out.read_bytes() == before
+
+
+def test_output_on_source_refused(unpacked, tmp_path):
+    image = tmp_path / "disk.raw"
+    shutil.copy(unpacked("gpt-ntfs.raw"), image)
+    result = CliRunner().invoke(app, ["collect", str(image), "-o", str(image), "--force", "--quiet"])
+    assert result.exit_code != 0
+    assert "source" in result.output
+
+
+def test_bitlocker_collect_equals_plain_volume(unpacked, tmp_path):
+    image = unpacked("gpt-bitlocker.raw")
+    plain = unpacked("gpt-bitlocker.plain-volume.raw")
+    addresses = oracles.fls_streams(plain, 0)
+    for flag, cred in (
+        ("--password-file", FIXTURES / "gpt-bitlocker.password.txt"),
+        ("--recovery-password-file", FIXTURES / "gpt-bitlocker.recovery.txt"),
+    ):
+        out = tmp_path / f"bl{flag}.zip"
+        summary = run_collect(image, out, flag, str(cred), "--rule", "triage")
+        assert summary["disk_hash"]["digests"]["md5"] == oracles.file_digest(image, "md5sum")
+        items = manifest(out)
+        assert any(i["path"] == "Windows/System32/config/SYSTEM" for i in items)
+        for item in items:
+            key = item["path"] + (f":{item['stream']}" if item["stream"] else "")
+            assert item["hashes"]["sha256"] == oracles.icat_sha256(plain, 0, addresses[key]), key
+        with zipfile.ZipFile(out) as zf:
+            acq = json.loads(zf.read("acquisition.json"))
+        enc = acq["volumes"][1]["encryption"]
+        assert enc["state"] == "unlocked"
+        assert enc["unlocked_with"] == flag.removeprefix("--").removesuffix("-file").replace("-", "_")
+
+
+def test_locked_bitlocker_collects_rest_exit_1(unpacked, tmp_path):
+    out = tmp_path / "locked.zip"
+    result = CliRunner().invoke(
+        app, ["collect", str(unpacked("gpt-bitlocker.raw")), "-o", str(out), "--quiet", "--json"]
+    )
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert any("locked" in e for e in summary["volume_errors"])
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+
+
+def test_lastaccess_si_and_i30_in_manifest(shared, tmp_path):
+    """Documented: $SI last access 12:37:55, the $I30 index entry's 12:35:17."""
+    image = shared("ntfs-samples/ntfs-lastaccess.raw")
+    rule = tmp_path / "one.yaml"
+    rule.write_text("name: one-file\ntitle: t\ntargets:\n  - name: t\n    paths: [test/1.txt]\n")
+    out = tmp_path / "la.zip"
+    run_collect(image, out, "--rule", str(rule), "--disk-hash", "none")
+    (item,) = manifest(out)
+    assert item["timestamps"]["si"]["accessed"].startswith("2019-03-03T12:37:55.")
+    assert item["timestamps"]["i30"]["accessed"].startswith("2019-03-03T12:35:17.")
