@@ -1,0 +1,853 @@
+"""Reading containers back: verify, extract, summarise.
+
+Reading uses Python's :mod:`zipfile` (an independent implementation from our writer,
+which is the point of a verification). Every check names what differs:
+
+* ``modified``: a member's SHA-256 differs from the seal, or its data is corrupt
+  (CRC-32 or deflate error);
+* ``missing``: in the seal (or referenced by the manifest) but not in the ZIP;
+* ``unexpected``: in the ZIP but not in the seal (or a duplicated member name);
+* ``seal-missing``: there is no seal member;
+* ``manifest-mismatch``: a manifest item's content does not hash to its recorded
+  hashes, or the manifest cannot be parsed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import json
+import os
+import stat
+import time
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from selective_imager.container.names import (
+    FILES_PREFIX,
+    IrreversibleNameError,
+    decode_member_path,
+    encode_segment,
+    is_portable_segment,
+)
+from selective_imager.container.seal import (
+    ACQUISITION_NAME,
+    MANIFEST_NAME,
+    SEAL_NAMES,
+    Seal,
+    parse_seal,
+)
+from selective_imager.errors import ContainerError
+from selective_imager.hashing import ALGORITHMS, MultiHasher
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import TracebackType
+
+_CHUNK = 1 << 20
+_CONTENT_OUTCOMES = frozenset({"collected", "partial", "duplicate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One thing that does not match.
+
+    Attributes:
+        member: the member name (or the manifest item's ``container_path``).
+        kind: ``modified``, ``missing``, ``unexpected``, ``seal-missing`` or
+            ``manifest-mismatch``.
+        expected: the recorded value (hex digest), when there is one.
+        found: the value found, when there is one.
+        detail: a short explanation (which item, which algorithm).
+    """
+
+    member: str
+    kind: str
+    expected: str | None = None
+    found: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of :func:`verify`.
+
+    Attributes:
+        path: the container.
+        ok: no difference at all.
+        differences: every difference found.
+        seal_present: a seal member exists and parses.
+        members_checked: members re-hashed.
+        items_checked: manifest items whose content was re-hashed.
+        bytes_hashed: uncompressed bytes read.
+        seconds: wall time.
+    """
+
+    path: str
+    ok: bool
+    differences: tuple[Difference, ...]
+    seal_present: bool
+    members_checked: int
+    items_checked: int
+    bytes_hashed: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractReport:
+    """Result of :func:`extract`.
+
+    Attributes:
+        dest: the destination directory.
+        files: files written.
+        bytes: logical bytes written (holes of sparse files included).
+        written: ``(item path, file written)`` pairs.
+        refused: ``(name, reason)`` of items not written because they were unsafe
+            (outside the destination, through a symlink) or already existed.
+        failed: ``(name, error)`` of items that could not be written or read.
+    """
+
+    dest: str
+    files: int
+    bytes: int
+    written: tuple[tuple[str, str], ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Nothing refused or failed."""
+        return not self.refused and not self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestItem:
+    """The fields of a manifest line the reader needs (``raw`` has all of them)."""
+
+    line: int
+    path: str
+    stream: str
+    volume: str
+    container_path: str
+    outcome: str
+    hashes: dict[str, str]
+    sparse_size: int | None = None
+    sparse_ranges: tuple[tuple[int, int], ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def has_content(self) -> bool:
+        """The item points at a member holding its content."""
+        return self.outcome in _CONTENT_OUTCOMES and bool(self.container_path)
+
+    @property
+    def display(self) -> str:
+        """``volume/path[:stream]`` for messages."""
+        text = f"{self.volume}/{self.path}" if self.volume else self.path
+        return f"{text}:{self.stream}" if self.stream else text
+
+
+def _parse_item(line_no: int, obj: Any) -> ManifestItem:
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    hashes = obj.get("hashes") or {}
+    if not isinstance(hashes, dict):
+        raise ValueError("'hashes' is not an object")
+    sparse = obj.get("sparse")
+    sparse_size: int | None = None
+    ranges: tuple[tuple[int, int], ...] = ()
+    if sparse:
+        sparse_size = int(sparse["logical_size"])
+        ranges = tuple((int(off), int(length)) for off, length in sparse["ranges"])
+        end = 0
+        for off, length in ranges:
+            if off < end or length < 0:
+                raise ValueError("sparse ranges overlap or are out of order")
+            end = off + length
+        if end > sparse_size:
+            raise ValueError("sparse ranges run past logical_size")
+    return ManifestItem(
+        line=line_no,
+        path=str(obj.get("path", "")),
+        stream=str(obj.get("stream") or ""),
+        volume=str(obj.get("volume", "")),
+        container_path=str(obj.get("container_path") or ""),
+        outcome=str(obj.get("outcome", "")),
+        hashes={str(k).lower(): str(v).lower() for k, v in hashes.items() if v},
+        sparse_size=sparse_size,
+        sparse_ranges=ranges,
+        raw=obj,
+    )
+
+
+class Container:
+    """An open container (read-only). Use :func:`open_container`.
+
+    Attributes:
+        path: the ZIP file.
+        zip: the underlying :class:`zipfile.ZipFile`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self.zip = zipfile.ZipFile(self.path, "r")
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ContainerError(f"cannot open container {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the ZIP file."""
+        self.zip.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def names(self) -> list[str]:
+        """Member names in file order."""
+        return self.zip.namelist()
+
+    def seal_name(self) -> str | None:
+        """Name of the seal member, or None."""
+        for name in SEAL_NAMES:
+            if name in self.zip.NameToInfo:
+                return name
+        return None
+
+    def seal(self) -> Seal | None:
+        """The parsed seal, or None when there is none.
+
+        Raises:
+            ContainerError: the seal exists but cannot be read or parsed.
+        """
+        name = self.seal_name()
+        if name is None:
+            return None
+        return parse_seal(self.read(name))
+
+    def read(self, name: str) -> bytes:
+        """A whole member (for small metadata members)."""
+        try:
+            return self.zip.read(name)
+        except (KeyError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ContainerError(f"cannot read {name!r}: {exc}") from exc
+
+    def open(self, name: str) -> IO[bytes]:
+        """A stream of a member's uncompressed content."""
+        try:
+            return self.zip.open(name, "r")
+        except (KeyError, OSError, zipfile.BadZipFile) as exc:
+            raise ContainerError(f"cannot open {name!r}: {exc}") from exc
+
+    def acquisition(self) -> dict[str, Any] | None:
+        """``acquisition.json``, or None when absent or unparsable."""
+        if ACQUISITION_NAME not in self.zip.NameToInfo:
+            return None
+        try:
+            doc = json.loads(self.read(ACQUISITION_NAME))
+        except (ContainerError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def has_manifest(self) -> bool:
+        """Whether ``manifest.jsonl`` exists."""
+        return MANIFEST_NAME in self.zip.NameToInfo
+
+    def manifest(self) -> Iterator[ManifestItem | ValueError]:
+        """Manifest items in order; a line that does not parse yields a ValueError.
+
+        Streams the member, so a manifest of millions of lines stays cheap.
+        """
+        if not self.has_manifest():
+            return
+        with self.open(MANIFEST_NAME) as raw:
+            for line_no, line in enumerate(raw, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield _parse_item(line_no, json.loads(line))
+                except (ValueError, KeyError, TypeError) as exc:
+                    yield ValueError(f"{MANIFEST_NAME} line {line_no}: {exc}")
+
+
+def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
+    """Manifest items, with each duplicate given the layout of the member it uses.
+
+    A duplicate's own ``sparse`` field describes its own file; the member it points at
+    was written with the layout of the item that stored it (same logical content,
+    possibly different sparse runs), so that layout is the one to decode it with.
+    """
+    owners: dict[str, tuple[int | None, tuple[tuple[int, int], ...]]] = {}
+    has_duplicates = False
+    for entry in box.manifest():
+        if isinstance(entry, ValueError) or not entry.has_content:
+            continue
+        if entry.outcome == "duplicate":
+            has_duplicates = True
+        else:
+            owners.setdefault(entry.container_path, (entry.sparse_size, entry.sparse_ranges))
+    for entry in box.manifest():
+        if has_duplicates and isinstance(entry, ManifestItem) and entry.outcome == "duplicate":
+            layout = owners.get(entry.container_path)
+            if layout is not None:
+                entry = replace(entry, sparse_size=layout[0], sparse_ranges=layout[1])
+        yield entry
+
+
+def open_container(path: str | os.PathLike[str]) -> Container:
+    """Open a container for reading.
+
+    Raises:
+        ContainerError: not a readable ZIP file.
+    """
+    return Container(path)
+
+
+class _SparseFeeder:
+    """Hashes the logical file of a sparse item while its member streams by."""
+
+    def __init__(self, item: ManifestItem, algorithms: tuple[str, ...]) -> None:
+        self.item = item
+        self.hasher = MultiHasher(algorithms)
+        self.ranges = list(item.sparse_ranges)
+        self.index = 0
+        self.used = 0  # bytes consumed of the current range
+        self.logical = 0
+        self.overflow = False
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view.nbytes:
+            if self.index >= len(self.ranges):
+                self.overflow = True
+                return
+            off, length = self.ranges[self.index]
+            if self.used == 0 and self.logical < off:
+                self.hasher.update_zeros(off - self.logical)
+                self.logical = off
+            take = min(length - self.used, view.nbytes)
+            self.hasher.update(view[:take])
+            view = view[take:]
+            self.used += take
+            self.logical += take
+            if self.used == length:
+                self.index += 1
+                self.used = 0
+
+    def finish(self) -> tuple[dict[str, str], str]:
+        problem = ""
+        if self.overflow:
+            problem = "member is longer than its sparse ranges"
+        elif self.index < len(self.ranges) and any(ln for _, ln in self.ranges[self.index :]):
+            problem = "member is shorter than its sparse ranges"
+        size = self.item.sparse_size or 0
+        if self.logical < size:
+            self.hasher.update_zeros(size - self.logical)
+        return self.hasher.hexdigests(), problem
+
+
+def _item_algorithms(item: ManifestItem) -> tuple[str, ...]:
+    return tuple(alg for alg in ALGORITHMS if alg in item.hashes)
+
+
+def verify(
+    path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None
+) -> VerifyReport:
+    """Re-hash every member against the seal and every item against the manifest.
+
+    Each member is read once: the seal's SHA-256 and the hashes of the items stored in
+    it (sparse items expanded to their logical size) are computed in the same pass.
+
+    Args:
+        path: the container.
+        progress: called with the total uncompressed bytes read so far.
+
+    Raises:
+        ContainerError: the file is not a readable ZIP file.
+    """
+    started = time.perf_counter()
+    diffs: list[Difference] = []
+    members_checked = items_checked = bytes_read = 0
+    with open_container(path) as box:
+        infos = box.zip.infolist()
+        counts = Counter(info.filename for info in infos)
+        for name, count in counts.items():
+            if count > 1:
+                diffs.append(Difference(name, "unexpected", detail=f"member appears {count} times"))
+
+        seal: Seal | None = None
+        seal_name = box.seal_name()
+        if seal_name is None:
+            diffs.append(Difference(SEAL_NAMES[0], "seal-missing", detail="no seal member"))
+        else:
+            try:
+                seal = box.seal()
+            except ContainerError as exc:
+                diffs.append(Difference(seal_name, "seal-missing", detail=str(exc)))
+        sealed = seal.members if seal is not None else {}
+
+        # Items grouped by the member holding their content.
+        by_member: dict[str, list[ManifestItem]] = {}
+        for entry in _content_items(box):
+            if isinstance(entry, ValueError):
+                diffs.append(Difference(MANIFEST_NAME, "manifest-mismatch", detail=str(entry)))
+                continue
+            if entry.has_content and entry.hashes:
+                by_member.setdefault(entry.container_path, []).append(entry)
+
+        present = set(counts)
+        for name in sealed:
+            if name not in present:
+                diffs.append(Difference(name, "missing", sealed[name], None, "sealed member"))
+        for name, items in by_member.items():
+            if name not in present:
+                for item in items:
+                    diffs.append(
+                        Difference(name, "missing", None, None, f"manifest item {item.display}")
+                    )
+
+        seen: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if name in SEAL_NAMES or name in seen or info.is_dir():
+                continue
+            seen.add(name)
+            if seal is not None and name not in sealed:
+                diffs.append(Difference(name, "unexpected", None, None, "not in the seal"))
+            items = by_member.get(name, [])
+            plain_algs = {"sha256"} if name in sealed else set()
+            feeders: list[_SparseFeeder] = []
+            for item in items:
+                if item.sparse_size is None:
+                    plain_algs.update(_item_algorithms(item))
+                else:
+                    feeders.append(_SparseFeeder(item, _item_algorithms(item)))
+            if not plain_algs and not feeders:
+                continue
+            plain = MultiHasher(a for a in ALGORITHMS if a in plain_algs)
+            try:
+                with box.zip.open(info, "r") as stream:
+                    while chunk := stream.read(_CHUNK):
+                        plain.update(chunk)
+                        for feeder in feeders:
+                            feeder.feed(chunk)
+                        bytes_read += len(chunk)
+                        if progress is not None:
+                            progress(bytes_read)
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                diffs.append(
+                    Difference(name, "modified", sealed.get(name), None, f"corrupt data: {exc}")
+                )
+                members_checked += 1
+                continue
+            members_checked += 1
+            found = plain.hexdigests()
+            if name in sealed and found["sha256"] != sealed[name]:
+                diffs.append(Difference(name, "modified", sealed[name], found["sha256"]))
+            for item in items:
+                items_checked += 1
+                if item.sparse_size is None:
+                    digests, problem = found, ""
+                else:
+                    feeder = next(f for f in feeders if f.item is item)
+                    digests, problem = feeder.finish()
+                if problem:
+                    diffs.append(
+                        Difference(name, "manifest-mismatch", detail=f"{item.display}: {problem}")
+                    )
+                for alg in _item_algorithms(item):
+                    if digests[alg] != item.hashes[alg]:
+                        diffs.append(
+                            Difference(
+                                name,
+                                "manifest-mismatch",
+                                item.hashes[alg],
+                                digests[alg],
+                                f"{alg} of {item.display}",
+                            )
+                        )
+    return VerifyReport(
+        path=os.fspath(path),
+        ok=not diffs,
+        differences=tuple(diffs),
+        seal_present=seal is not None,
+        members_checked=members_checked,
+        items_checked=items_checked,
+        bytes_hashed=bytes_read,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- extraction ------------------------------------------------------------------------
+
+
+def _local_segment(segment: str) -> str:
+    """``segment`` as a file name on this platform: as is when possible, else encoded."""
+    if os.name == "nt":
+        return segment if is_portable_segment(segment) else encode_segment(segment)
+    ok = (
+        segment not in ("", ".", "..")
+        and "/" not in segment
+        and "\0" not in segment
+        and (os.altsep is None or os.altsep not in segment)
+    )
+    if ok:
+        try:
+            ok = len(os.fsencode(segment)) <= 255
+        except UnicodeError:
+            ok = False
+    if ok:
+        return segment
+    encoded = encode_segment(segment)
+    if len(encoded.encode("utf-8", "surrogatepass")) > 255:
+        raise ValueError("name segment too long for this file system")
+    return encoded
+
+
+def _local_parts(volume: str, path: str, stream: str) -> list[str]:
+    segments = path.split("/") if path else []
+    if stream:
+        # name:stream on POSIX; on Windows the encoded form avoids creating a real ADS.
+        last = segments.pop() if segments else ""
+        segments.append(f"{last}:{stream}" if os.name != "nt" else last + "%3A" + stream)
+    parts = [_local_segment(volume or "%")]
+    parts += [_local_segment(seg) for seg in segments]
+    return parts
+
+
+def _parse_iso_ns(text: Any) -> int | None:
+    """Nanoseconds since the epoch of ``2015-11-03T10:21:33.1234567Z``, else None."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    base, _, frac = text[:-1].partition(".")
+    try:
+        when = _dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.UTC)
+    except ValueError:
+        return None
+    if frac and not frac.isdigit():
+        return None
+    seconds = (when - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)) // _dt.timedelta(seconds=1)
+    return seconds * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def _zip_mtime_ns(info: zipfile.ZipInfo) -> int:
+    extra = info.extra
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag = int.from_bytes(extra[pos : pos + 2], "little")
+        size = int.from_bytes(extra[pos + 2 : pos + 4], "little")
+        body = extra[pos + 4 : pos + 4 + size]
+        if tag == 0x5455 and size >= 5 and body[0] & 1:
+            return int.from_bytes(body[1:5], "little", signed=True) * 1_000_000_000
+        pos += 4 + size
+    # Our writer puts UTC in the DOS fields.
+    when = _dt.datetime(*info.date_time, tzinfo=_dt.UTC)
+    return int(when.timestamp()) * 1_000_000_000
+
+
+def _item_mtime_ns(item: ManifestItem) -> int | None:
+    times = item.raw.get("timestamps")
+    if not isinstance(times, dict):
+        return None
+    for key in ("si", "times"):
+        group = times.get(key)
+        if isinstance(group, dict):
+            value = _parse_iso_ns(group.get("modified"))
+            if value is not None:
+                return value
+    return None
+
+
+class _Extractor:
+    def __init__(self, box: Container, dest: Path) -> None:
+        self.box = box
+        self.root = dest
+        self.written: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str]] = []
+        self.bytes = 0
+
+    def _make_parent(self, parts: list[str]) -> Path:
+        """Create the directories under the root, never through a symlink."""
+        current = self.root
+        for part in parts:
+            if part in ("", ".", "..") or os.sep in part or Path(part).is_absolute():
+                raise PermissionError(f"unsafe path segment {part!r}")
+            current = current / part
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                current.mkdir()
+                continue
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+                raise PermissionError(f"{current} is not a plain directory")
+        return current
+
+    def extract_one(
+        self,
+        label: str,
+        parts: list[str],
+        info: zipfile.ZipInfo,
+        sparse: tuple[int | None, tuple[tuple[int, int], ...]],
+        mtime_ns: int | None,
+    ) -> None:
+        try:
+            parent = self._make_parent(parts[:-1])
+            leaf = parts[-1]
+            if leaf in ("", ".", "..") or os.sep in leaf:
+                raise PermissionError(f"unsafe file name {leaf!r}")
+            target = parent / leaf
+            resolved_parent = Path(os.path.realpath(parent))
+            if resolved_parent != self.root and self.root not in resolved_parent.parents:
+                raise PermissionError("would land outside the destination")
+        except PermissionError as exc:
+            self.refused.append((label, str(exc)))
+            return
+        except ValueError as exc:
+            self.refused.append((label, str(exc)))
+            return
+        except OSError as exc:
+            self.failed.append((label, str(exc)))
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags, 0o644)
+        except FileExistsError:
+            self.refused.append((label, f"{target} already exists"))
+            return
+        except OSError as exc:
+            self.failed.append((label, str(exc)))
+            return
+        try:
+            logical = self._copy(fd, info, sparse)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as exc:
+            os.close(fd)
+            self.failed.append((label, f"{type(exc).__name__}: {exc}"))
+            return
+        os.close(fd)
+        when = mtime_ns if mtime_ns is not None else _zip_mtime_ns(info)
+        try:
+            os.utime(target, ns=(when, when), follow_symlinks=False)
+        except (OSError, NotImplementedError, OverflowError) as exc:
+            self.failed.append((label, f"written, but the time was not set: {exc}"))
+        self.bytes += logical
+        self.written.append((label, str(target)))
+
+    def _copy(
+        self,
+        fd: int,
+        info: zipfile.ZipInfo,
+        sparse: tuple[int | None, tuple[tuple[int, int], ...]],
+    ) -> int:
+        logical_size, ranges = sparse
+        with self.box.zip.open(info, "r") as src:
+            if logical_size is None:
+                total = 0
+                while chunk := src.read(_CHUNK):
+                    _write_all(fd, chunk)
+                    total += len(chunk)
+                return total
+            for offset, length in ranges:
+                os.lseek(fd, offset, os.SEEK_SET)
+                left = length
+                while left:
+                    chunk = src.read(min(_CHUNK, left))
+                    if not chunk:
+                        raise ValueError("member is shorter than its sparse ranges")
+                    _write_all(fd, chunk)
+                    left -= len(chunk)
+            if src.read(1):
+                raise ValueError("member is longer than its sparse ranges")
+        # The rest stays a hole: truncate extends without writing.
+        os.ftruncate(fd, logical_size)
+        return logical_size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view.nbytes:
+        done = os.write(fd, view)
+        view = view[done:]
+
+
+def _matches(pattern: str | None, volume: str, path: str, stream: str) -> bool:
+    if pattern is None:
+        return True
+    full = f"{path}:{stream}" if stream else path
+    candidates = (path, full, f"{volume}/{path}", f"{volume}/{full}")
+    return any(fnmatch.fnmatchcase(text, pattern) for text in candidates)
+
+
+def extract(
+    path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    pattern: str | None = None,
+) -> ExtractReport:
+    """Restore collected files under ``dest/<volume>/<original path>``.
+
+    Names are the originals where this platform can hold them, otherwise the
+    portable encoded segment. A stream becomes ``name:stream`` on POSIX and
+    ``name%3Astream`` on Windows. Sparse items get their logical size with holes,
+    duplicates are restored from the member they point at, and times come from the
+    manifest (``timestamps.si.modified``, else ``timestamps.times.modified``) or the
+    member. Nothing is written outside ``dest``, no symlink is followed and existing
+    files are never overwritten (they are reported as refused). Without a manifest,
+    every ``files/`` member is restored from its decoded name.
+
+    Args:
+        path: the container.
+        dest: destination directory (created when missing).
+        pattern: a glob (``fnmatch``, case-sensitive) on the original path; it may
+            also match ``volume/path`` or ``path:stream``.
+
+    Raises:
+        ContainerError: the container cannot be opened, or ``dest`` is unusable.
+    """
+    root = Path(dest)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ContainerError(f"cannot create {root}: {exc}") from exc
+    root = Path(os.path.realpath(root))
+    with open_container(path) as box:
+        ex = _Extractor(box, root)
+        if box.has_manifest():
+            _extract_from_manifest(box, ex, pattern)
+        else:
+            _extract_from_names(box, ex, pattern)
+    return ExtractReport(
+        dest=str(root),
+        files=len(ex.written),
+        bytes=ex.bytes,
+        written=tuple(ex.written),
+        refused=tuple(ex.refused),
+        failed=tuple(ex.failed),
+    )
+
+
+def _extract_from_manifest(box: Container, ex: _Extractor, pattern: str | None) -> None:
+    for entry in _content_items(box):
+        if isinstance(entry, ValueError):
+            ex.failed.append((MANIFEST_NAME, str(entry)))
+            continue
+        if not entry.has_content or not _matches(pattern, entry.volume, entry.path, entry.stream):
+            continue
+        info = box.zip.NameToInfo.get(entry.container_path)
+        if info is None:
+            ex.failed.append((entry.display, f"member {entry.container_path!r} is missing"))
+            continue
+        try:
+            parts = _local_parts(entry.volume, entry.path, entry.stream)
+        except ValueError as exc:
+            ex.refused.append((entry.display, str(exc)))
+            continue
+        ex.extract_one(
+            entry.display,
+            parts,
+            info,
+            (entry.sparse_size, entry.sparse_ranges),
+            _item_mtime_ns(entry),
+        )
+
+
+def _extract_from_names(box: Container, ex: _Extractor, pattern: str | None) -> None:
+    for info in box.zip.infolist():
+        name = info.filename
+        if not name.startswith(FILES_PREFIX + "/") or info.is_dir():
+            continue
+        try:
+            volume, item_path, stream = decode_member_path(name)
+        except IrreversibleNameError as exc:
+            ex.failed.append((name, str(exc)))
+            continue
+        except ValueError as exc:
+            ex.refused.append((name, str(exc)))
+            continue
+        if not _matches(pattern, volume, item_path, stream):
+            continue
+        try:
+            parts = _local_parts(volume, item_path, stream)
+        except ValueError as exc:
+            ex.refused.append((name, str(exc)))
+            continue
+        ex.extract_one(name, parts, info, (None, ()), None)
+
+
+def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``show`` prints: acquisition facts, counts by outcome, seal status.
+
+    The seal status here is structural (present, parsable, covering exactly the other
+    members); only :func:`verify` re-hashes content.
+    """
+    with open_container(path) as box:
+        infos = box.zip.infolist()
+        outcomes: Counter[str] = Counter()
+        bad_lines = 0
+        collected_bytes = 0
+        for entry in box.manifest():
+            if isinstance(entry, ValueError):
+                bad_lines += 1
+                continue
+            outcomes[entry.outcome] += 1
+            if entry.outcome in ("collected", "partial"):
+                size = entry.raw.get("size")
+                collected_bytes += size if isinstance(size, int) else 0
+        seal_info: dict[str, Any] = {"present": False}
+        seal_name = box.seal_name()
+        if seal_name is not None:
+            seal_info = {"present": True, "name": seal_name}
+            try:
+                seal = box.seal()
+            except ContainerError as exc:
+                seal_info["error"] = str(exc)
+            else:
+                assert seal is not None
+                others = {i.filename for i in infos if i.filename not in SEAL_NAMES}
+                seal_info.update(
+                    created=seal.created,
+                    tool=seal.tool,
+                    members=len(seal.members),
+                    covers_all=set(seal.members) == others,
+                    unsealed=sorted(others - set(seal.members))[:20],
+                    missing=sorted(set(seal.members) - others)[:20],
+                )
+        return {
+            "path": box.path,
+            "container_bytes": Path(box.path).stat().st_size,
+            "members": len(infos),
+            "uncompressed_bytes": sum(i.file_size for i in infos),
+            "compressed_bytes": sum(i.compress_size for i in infos),
+            "acquisition": box.acquisition(),
+            "items": sum(outcomes.values()),
+            "outcomes": dict(outcomes),
+            "collected_bytes": collected_bytes,
+            "manifest_errors": bad_lines,
+            "seal": seal_info,
+        }
+
+
+__all__ = [
+    "Container",
+    "Difference",
+    "ExtractReport",
+    "ManifestItem",
+    "VerifyReport",
+    "extract",
+    "open_container",
+    "summary",
+    "verify",
+]
