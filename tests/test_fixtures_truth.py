@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 import subprocess
 
@@ -191,7 +192,7 @@ def test_fragmented_file_has_two_runs(unpacked, truth):
     addr = _fls(image, start)[f["path"]]
     text = _run(need_tool("istat"), "-o", str(start), str(image), addr).decode()
     clusters = [int(x) for x in text.split("Type: $DATA (128-", 1)[1].split("\n", 1)[1].split()]
-    gaps = sum(1 for a, b in zip(clusters, clusters[1:], strict=False) if b != a + 1)
+    gaps = sum(1 for a, b in itertools.pairwise(clusters) if b != a + 1)
     assert gaps + 1 == f["data_runs"] >= 2
 
 
@@ -258,3 +259,15 @@ def test_e01_segments_and_headers(unpacked, truth):
     # TSK reads the E01 through libewf: the media equals the raw disk of gpt-ntfs
     media = _run(need_tool("img_cat"), "-i", "ewf", str(first))
     assert hashlib.sha256(media).hexdigest() == t["sha256"] == truth("gpt-ntfs")["sha256"]
+
+
+def test_iso9660_recording_times(unpacked, truth):
+    t = truth("iso9660")
+    image = unpacked(t["image"])
+    entries = _fls(image, 0, "iso9660")
+    for f in t["volumes"]["0"]["files"]:
+        text = _run(need_tool("istat"), "-z", "UTC", "-f", "iso9660", str(image),
+                    entries[f["path"]]).decode()
+        m = re.search(r"Created:\t(\S+) (\S+) \(UTC\)", text)
+        assert m, f["path"]
+        assert f"{m.group(1)}T{m.group(2)}.0000000Z" == f["times"]["modified"], f["path"]
