@@ -171,23 +171,6 @@ def _open_split(path: str, parts: list[str]) -> Source:
     return Source(info, stream)
 
 
-# E01 header values worth reporting, as pyewf names them.
-_EWF_HEADERS = (
-    "case_number",
-    "description",
-    "examiner_name",
-    "evidence_number",
-    "notes",
-    "acquiry_date",
-    "system_date",
-    "acquiry_operating_system",
-    "acquiry_software",
-    "acquiry_software_version",
-    "model",
-    "serial_number",
-)
-
-
 def _open_ewf(path: str) -> Source:
     import pyewf
 
@@ -207,14 +190,12 @@ def _open_ewf(path: str) -> Source:
         size = handle.get_media_size()
         sector = handle.get_bytes_per_sector() or 512
         details: dict[str, str] = {"segment_count": str(len(segments))}
-        for key in _EWF_HEADERS:
-            value = handle.get_header_value(key)
+        for key, value in sorted((handle.get_header_values() or {}).items()):
             if value:
                 details[f"header.{key}"] = str(value)
-        for key in ("MD5", "SHA1", "SHA256"):
-            value = handle.get_hash_value(key)
+        for key, value in sorted((handle.get_hash_values() or {}).items()):
             if value:
-                details[f"stored_hash.{key.lower()}"] = str(value).lower()
+                details[f"stored_hash.{str(key).lower()}"] = str(value).lower()
         details["ewf.format"] = str(handle.get_format())
         details["ewf.compression_method"] = str(handle.get_compression_method())
     except OSError as exc:
@@ -223,6 +204,15 @@ def _open_ewf(path: str) -> Source:
     if size == 0:
         handle.close()
         raise SourceError(f"{path}: E01 holds no media data")
+    try:
+        # libewf opens a set with missing segments; reading the last sector finds out.
+        handle.read_buffer_at_offset(1, size - 1)
+    except OSError as exc:
+        handle.close()
+        raise SourceError(
+            f"{path}: E01 is incomplete: a segment is missing or damaged "
+            f"({len(segments)} segment(s) found): {short_error(exc)}"
+        ) from exc
     stream = _EwfStream(handle, size, path)
     info = SourceInfo(
         path=path,

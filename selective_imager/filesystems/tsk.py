@@ -24,26 +24,26 @@ from selective_imager.streams import ByteStream, make_tsk_image
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-# TSK_FS_TYPE_ENUM bits -> our names.
-_FS_TYPES = {
-    0x00000001: "ntfs",
-    0x00000002: "fat12",
-    0x00000004: "fat16",
-    0x00000008: "fat32",
-    0x0000000A: "exfat",
-    0x00000020: "ffs1",
-    0x00000040: "ffs1b",
-    0x00000080: "ffs2",
-    0x00000200: "ext2",
-    0x00000400: "ext3",
-    0x00002000: "ext4",
-    0x00000800: "swap",
-    0x00001000: "raw",
-    0x00000100: "iso9660",
-    0x00004000: "hfs+",
-    0x00008000: "yaffs2",
-    0x00040000: "apfs",
-    0x00080000: "logical",
+# TSK_FS_TYPE_ENUM constant names -> our names (values are read from pytsk3).
+_FS_TYPE_NAMES = {
+    "NTFS": "ntfs",
+    "FAT12": "fat12",
+    "FAT16": "fat16",
+    "FAT32": "fat32",
+    "EXFAT": "exfat",
+    "FFS1": "ffs1",
+    "FFS1B": "ffs1b",
+    "FFS2": "ffs2",
+    "EXT2": "ext2",
+    "EXT3": "ext3",
+    "EXT4": "ext4",
+    "SWAP": "swap",
+    "RAW": "raw",
+    "ISO9660": "iso9660",
+    "HFS": "hfs+",
+    "YAFFS2": "yaffs2",
+    "APFS": "apfs",
+    "LOGICAL": "logical",
 }
 _CASE_INSENSITIVE = {"ntfs", "fat12", "fat16", "fat32", "exfat", "iso9660"}
 # TSK_FS_META_TYPE_DIR / TSK_FS_NAME_TYPE_DIR
@@ -64,10 +64,11 @@ _ATTR_NONRES = 0x02
 
 
 def _type_name(ftype: int) -> str:
-    if ftype in _FS_TYPES:
-        return _FS_TYPES[ftype]
-    for bit, name in _FS_TYPES.items():
-        if ftype & bit and bin(bit).count("1") == 1:
+    import pytsk3
+
+    for const, name in _FS_TYPE_NAMES.items():
+        value = getattr(pytsk3, f"TSK_FS_TYPE_{const}", None)
+        if value is not None and int(value) == ftype:
             return name
     return f"tsk-0x{ftype:x}"
 

@@ -1,0 +1,138 @@
+"""E01, MBR with logical partitions, unpartitioned and ISO fixtures; damaged inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from selective_imager.cli import app
+from selective_imager.source import open_source
+from tests import oracles
+from tests.conftest import FIXTURES
+from tests.test_source import sha256_stream
+
+
+def info_json(image, *extra: str) -> dict:
+    result = CliRunner().invoke(app, ["info", str(image), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_e01_source_facts(truth):
+    t = truth("gpt-ntfs-e01")
+    with open_source(FIXTURES / "gpt-ntfs.E01") as src:
+        assert src.info.format == "ewf"
+        assert src.info.size == t["size"]
+        assert len(src.info.segments) == len(t["segments"]) >= 2
+        for key, value in t["headers"].items():
+            assert src.info.details[f"header.{key}"] == value
+        assert src.info.details["stored_hash.md5"] == t["md5"]
+        assert sha256_stream(src.stream) == t["sha256"]
+
+
+def test_e01_layout_equals_raw_and_mmls(unpacked):
+    e01 = info_json(FIXTURES / "gpt-ntfs.E01")
+    raw_image = unpacked("gpt-ntfs.raw")
+    raw = info_json(raw_image)
+    assert [(v["offset"], v["size"], v["type"]) for v in e01["volumes"]] == [
+        (v["offset"], v["size"], v["type"]) for v in raw["volumes"]
+    ]
+    assert [(v["offset"] // 512, v["size"] // 512) for v in e01["volumes"]] == [
+        (s, n) for s, n, _ in oracles.mmls(raw_image)
+    ]
+
+
+def test_e01_hash_equals_stored_md5(truth):
+    result = CliRunner().invoke(app, ["hash", str(FIXTURES / "gpt-ntfs.E01"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["digests"]["md5"] == data["stored_hashes"]["md5"] == truth("gpt-ntfs-e01")["md5"]
+    assert data["stored_hash_mismatch"] == []
+
+
+def test_e01_missing_segment_is_one_line_exit_2(tmp_path):
+    shutil.copy(FIXTURES / "gpt-ntfs.E01", tmp_path / "x.E01")
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "x.E01")])
+    assert result.exit_code == 2
+    assert "x.E01" in result.output
+    assert "segment" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_mbr_extended_layout(unpacked, truth):
+    image = unpacked("mbr-extended.raw")
+    data = info_json(image)
+    t = truth("mbr-extended")
+    usable = [p for p in t["partitions"] if not p.get("extended")]
+    assert data["partition_table"]["scheme"] == "mbr"
+    assert [(v["offset"] // 512, v["size"] // 512) for v in data["volumes"]] == [
+        (p["start_sector"], p["sectors"]) for p in usable
+    ]
+    # mmls also lists the extended containers as Meta; the allocated slots match ours.
+    mm = [(s, n) for s, n, d in oracles.mmls(image) if "Extended" not in d]
+    assert [(v["offset"] // 512, v["size"] // 512) for v in data["volumes"]] == mm
+    for vol, part in zip(data["volumes"], usable, strict=True):
+        assert vol["type"] == f"0x{part['type']:02x}"
+        assert ("logical" in vol["flags"]) == part["logical"]
+        fs = vol["filesystem"]
+        assert fs is not None and fs["type"] == part["filesystem"]
+
+
+def test_mbr_ext4_listing_equals_fls(unpacked, truth):
+    image = unpacked("mbr-extended.raw")
+    part = next(p for p in truth("mbr-extended")["partitions"] if p["filesystem"] == "ext4")
+    fls_paths, _, _ = oracles.fls_tree(image, part["start_sector"])
+    result = CliRunner().invoke(app, ["ls", str(image), "-r", "--json", "--volume", "2"])
+    assert result.exit_code == 0, result.output
+    paths = {json.loads(line)["path"] for line in result.stdout.splitlines()}
+    assert paths == fls_paths
+
+
+def test_linux_rules_on_ext4(unpacked, truth, tmp_path):
+    image = unpacked("mbr-extended.raw")
+    result = CliRunner().invoke(
+        app, ["collect", str(image), "--dry-run", "--json", "--volume", "2", "--rule", "triage"]
+    )
+    assert result.exit_code == 0, result.output
+    got = {i["path"] for i in json.loads(result.stdout)["items"]}
+    vol = next(v for k, v in truth("mbr-extended")["volumes"].items() if v["filesystem"] == "ext4")
+    wanted = {f["path"] for f in vol["files"] if set(f.get("kind", [])) - {"other"}}
+    assert wanted and wanted <= got, sorted(wanted - got)
+
+
+def test_unpartitioned_ntfs(unpacked, truth):
+    data = info_json(unpacked("ntfs-noparts.raw"))
+    assert data["partition_table"] is None
+    (vol,) = data["volumes"]
+    assert vol["index"] == 0 and vol["offset"] == 0
+    assert vol["filesystem"]["type"] == "ntfs"
+
+
+def test_iso9660(unpacked):
+    data = info_json(unpacked("iso9660.iso"))
+    assert any(v["filesystem"] and v["filesystem"]["type"] == "iso9660" for v in data["volumes"])
+
+
+def test_truncated_image_reports_partition_and_lists_others(unpacked, tmp_path):
+    cut = tmp_path / "cut.raw"
+    with open(unpacked("mbr-extended.raw"), "rb") as fin:
+        cut.write_bytes(fin.read(40000 * 512))
+    data = info_json(cut)
+    errors = {v["index"]: v["error"] for v in data["volumes"]}
+    assert data["volumes"][0]["filesystem"]["type"] == "fat16"
+    assert any(e and "beyond the end" in e for e in errors.values())
+    assert data["partition_table"]["problems"]
+
+
+@pytest.mark.parametrize("offset", [510, 446 + 8])
+def test_damaged_table_does_not_traceback(unpacked, tmp_path, offset):
+    bad = tmp_path / "bad.raw"
+    data = bytearray(open(unpacked("mbr-extended.raw"), "rb").read(4 << 20))
+    data[offset : offset + 4] = b"\xff\xff\xff\x7f"
+    bad.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["info", str(bad)])
+    assert result.exit_code in (0, 2)
+    assert "Traceback" not in result.output
