@@ -32,7 +32,9 @@ class SourceDifference:
     detail: str = ""
 
 
-def reverify_items(disk: Disk, records: Iterable[dict[str, Any]]) -> tuple[int, list[SourceDifference]]:
+def reverify_items(
+    disk: Disk, records: Iterable[dict[str, Any]]
+) -> tuple[int, list[SourceDifference]]:
     """Re-hash each manifest record's stream on ``disk``; returns (checked, differences)."""
     differences: list[SourceDifference] = []
     checked = 0
@@ -83,7 +85,9 @@ def reverify_disk(disk: Disk, acquisition: dict[str, Any]) -> list[SourceDiffere
     if not digests:
         return []
     result = hash_source(
-        disk.source.stream, tuple(digests), piece_size=int(recorded.get("piece_size") or 0),
+        disk.source.stream,
+        tuple(digests),
+        piece_size=int(recorded.get("piece_size") or 0),
         sector_size=disk.source.info.sector_size,
     )
     differences: list[SourceDifference] = []
@@ -97,7 +101,10 @@ def reverify_disk(disk: Disk, acquisition: dict[str, Any]) -> list[SourceDiffere
             differences.append(
                 SourceDifference(
                     f"disk piece {piece.index} [{piece.offset}, {piece.offset + piece.length})",
-                    "modified", pieces[piece.index], piece.sha256, "sha256",
+                    "modified",
+                    pieces[piece.index],
+                    piece.sha256,
+                    "sha256",
                 )
             )
     return differences
