@@ -225,3 +225,102 @@ def test_lastaccess_si_and_i30_in_manifest(shared, tmp_path):
     (item,) = manifest(out)
     assert item["timestamps"]["si"]["accessed"].startswith("2019-03-03T12:37:55.")
     assert item["timestamps"]["i30"]["accessed"].startswith("2019-03-03T12:35:17.")
+
+
+def _rewrite_zip(src, dst, *, flip: str | None = None, drop: str | None = None) -> None:
+    """Copy a container, flipping one byte of a member's content or leaving one out."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename == drop:
+                continue
+            data = zin.read(info.filename)
+            if info.filename == flip:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            zout.writestr(info, data)
+
+
+def test_verify_passes_then_names_the_tampered_member(gpt_container, tmp_path):
+    _, out, _ = gpt_container
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(out), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["ok"] is True
+    member = "files/p3/Windows/System32/config/SYSTEM"
+    flipped = tmp_path / "flipped.zip"
+    _rewrite_zip(out, flipped, flip=member)
+    bad = runner.invoke(app, ["verify", str(flipped), "--json"])
+    assert bad.exit_code == 1
+    diffs = json.loads(bad.stdout)["differences"]
+    assert any(d["what"] == member and d["kind"] == "modified" for d in diffs), diffs
+    dropped = tmp_path / "dropped.zip"
+    _rewrite_zip(out, dropped, drop=member)
+    bad = runner.invoke(app, ["verify", str(dropped), "--json"])
+    assert bad.exit_code == 1
+    assert any(d["what"] == member and d["kind"] == "missing" for d in json.loads(bad.stdout)["differences"])
+
+
+def test_verify_in_place_byte_flip(gpt_container, tmp_path):
+    """Flip one byte inside the ZIP file itself (a stored member's data)."""
+    _, out, _ = gpt_container
+    copy = tmp_path / "inplace.zip"
+    shutil.copy(out, copy)
+    with zipfile.ZipFile(copy) as zf:
+        info = next(i for i in zf.infolist() if i.compress_type == zipfile.ZIP_STORED and i.file_size > 100
+                    and i.filename.startswith("files/"))
+    raw = bytearray(copy.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    data_at = info.header_offset + 30 + name_len + extra_len
+    raw[data_at + 10] ^= 0xFF
+    copy.write_bytes(bytes(raw))
+    result = CliRunner().invoke(app, ["verify", str(copy), "--json"])
+    assert result.exit_code == 1
+    assert info.filename in result.stdout
+
+
+def test_verify_against_source(gpt_container):
+    image, out, _ = gpt_container
+    result = CliRunner().invoke(app, ["verify", str(out), "--source", str(image), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["source_items_checked"] == len(manifest(out))
+
+
+def test_extract_restores_ads_and_sparse_j(gpt_container, truth, tmp_path):
+    import hashlib
+
+    image, out, _ = gpt_container
+    start = truth("gpt-ntfs")["partitions"][2]["start_sector"]
+    addresses = oracles.fls_streams(image, start)
+    dest = tmp_path / "x"
+    result = CliRunner().invoke(app, ["extract", str(out), str(dest), "--json"])
+    assert result.exit_code == 0, result.output
+    j = next(dest.rglob("$UsnJrnl:$J"))
+    assert hashlib.sha256(j.read_bytes()).hexdigest() == oracles.icat_sha256(
+        image, start, addresses["$Extend/$UsnJrnl:$J"]
+    )
+    system = next(dest.rglob("SYSTEM"))
+    t = next(f for f in truth("gpt-ntfs")["volumes"]["3"]["files"] if f["path"] == "Windows/System32/config/SYSTEM")
+    assert hashlib.sha256(system.read_bytes()).hexdigest() == t["sha256"]
+    # Modification time restored from $SI.
+    import datetime as dt
+
+    want = dt.datetime.fromisoformat(t["times"]["modified"][:26] + "+00:00").timestamp()
+    assert abs(system.stat().st_mtime - want) < 1e-3
+
+
+def test_extract_refuses_escape(tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("files/p1/../../../../escape.txt", b"x")
+        zf.writestr("manifest.jsonl", json.dumps({
+            "path": "../../escape.txt", "stream": "", "volume": 1, "volume_label": "p1",
+            "container_path": "files/p1/../../../../escape.txt", "size": 1,
+            "hashes": {"sha256": "0" * 64}, "outcome": "collected", "rules": [],
+        }) + "\n")
+    result = CliRunner().invoke(app, ["extract", str(evil), str(tmp_path / "dest")])
+    assert not (tmp_path / "escape.txt").exists()
+    assert not list(tmp_path.glob("**/escape.txt")) or all(
+        str(p).startswith(str(tmp_path / "dest")) for p in tmp_path.glob("**/escape.txt")
+    )
+    assert result.exit_code in (0, 1, 3)

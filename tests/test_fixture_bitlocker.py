@@ -34,7 +34,7 @@ class Slice:
     """A read-only window [offset, offset+size) of a file, as a file object for pybde."""
 
     def __init__(self, path: Path, offset: int, size: int) -> None:
-        self._f = open(path, "rb")  # noqa: SIM115 - owned by the slice
+        self._f = open(path, "rb")
         self._offset, self._size, self._pos = offset, size, 0
 
     def read(self, size: int = -1) -> bytes:

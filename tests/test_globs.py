@@ -192,7 +192,8 @@ def _ref_regex(pattern: list) -> str:
                 neg = value.startswith("!")
                 body = value[1:] if neg else value
                 members = body if "-" in body else "".join(re.escape(c) for c in body)
-                piece += "[" + ("^" if neg else "") + members + "]"
+                # A class matches within one segment: a negated one never matches "/".
+                piece += "[" + ("^/" if neg else "") + members + "]"
             else:
                 piece += "(?:" + "|".join(re.escape(v) for v in value) + ")"
         out += piece if last else piece + "/"
