@@ -11,6 +11,7 @@ command -v fls >/dev/null || need_apt+=(sleuthkit)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v bdeinfo >/dev/null || need_apt+=(libbde-utils)
 command -v cryptsetup >/dev/null || need_apt+=(cryptsetup-bin)
+command -v 7zz >/dev/null || command -v 7z >/dev/null || need_apt+=(7zip)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing Debian packages: ${need_apt[*]}" >&2
