@@ -158,16 +158,29 @@ class _Compiled:
         return sorted(names.values())
 
     def file_matches(
-        self, entry: FileEntry, states: tuple[frozenset[State], ...]
+        self,
+        entry: FileEntry,
+        states: tuple[frozenset[State], ...],
+        complete: Callable[[FileEntry], FileEntry] | None = None,
     ) -> Iterator[Match]:
-        """The matches of a file given the states of its parent directory."""
-        selected: dict[str, set[int]] = {}
+        """The matches of a file given the states of its parent directory.
+
+        ``complete`` turns a partial entry (from a scan) into a full one; it is only
+        called once the name matched, so a scan pays for full entries of matches only.
+        """
+        accepted: list[tuple[_Pattern, tuple[Segment | None, ...]]] = []
         for pattern, s in zip(self.patterns, states, strict=True):
             if not s:
                 continue
             selectors = pattern.glob.accepts(s, entry.name)
-            if not selectors:
-                continue
+            if selectors:
+                accepted.append((pattern, selectors))
+        if not accepted:
+            return
+        if complete is not None:
+            entry = complete(entry)
+        selected: dict[str, set[int]] = {}
+        for pattern, selectors in accepted:
             for stream in _streams(entry, selectors):
                 selected.setdefault(stream, set()).add(pattern.target)
         for stream in sorted(selected):
@@ -308,7 +321,7 @@ def _scan(
             parent = entry.path.rpartition("/")[0]
             states = states_of(parent)
             if any(states):
-                yield from compiled.file_matches(entry, states)
+                yield from compiled.file_matches(entry, states, fs.complete)
     except FilesystemError as exc:
         _report(on_error, "", exc)
 

@@ -64,9 +64,15 @@ class Filesystem(ABC):
         """Every entry of the volume in whatever order is fastest, each with its full path.
 
         The default walks the tree; NTFS overrides it with a sequential $MFT scan. The
-        set of (path, entry) pairs equals :meth:`walk`'s.
+        set of (path, entry number) pairs equals :meth:`walk`'s, but a scanned entry may
+        carry only its path, name, type and numbers: pass it to :meth:`complete` before
+        using sizes, streams or times.
         """
         return self.walk()
+
+    def complete(self, entry: FileEntry) -> FileEntry:
+        """The full entry for one that :meth:`scan` returned (itself by default)."""
+        return entry
 
     def close(self) -> None:
         """Release backend objects (the underlying stream stays open)."""

@@ -32,6 +32,7 @@ from selective_imager.streams import ByteStream, LibyalStream, RangeStream
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+_ROOT = 5
 _ATTR_SI = 0x10
 _ATTR_FN = 0x30
 _MFT_REF_MASK = 0xFFFFFFFFFFFF
@@ -187,6 +188,97 @@ class NtfsFilesystem(Filesystem):
             streams=streams,
             link_target=str(fe.get_symbolic_link_target() or ""),
         )
+
+    # -- scan ------------------------------------------------------------------
+    def scan(self) -> Iterator[FileEntry]:
+        """Every allocated file and directory from one sequential pass over the $MFT.
+
+        Paths come from each record's $FILE_NAME attributes (one per hard link, DOS
+        8.3 names skipped), resolved through parent references whose sequence numbers
+        must match, as a directory walk would reach them. Entries are partial (no
+        sizes, streams or times): :meth:`complete` fills in a match. Memory stays
+        proportional to the number of directories, not files.
+        """
+        volume = self._volume
+        dirs: dict[int, tuple[int, int, str, int]] = {}  # entry -> (parent, parent seq, name, seq)
+        resolved: dict[int, str] = {_ROOT: ""}
+        pending: list[tuple[int, int, int, int, str, bool]] = []
+        try:
+            count = int(volume.get_number_of_file_entries())
+            root_seq = int(volume.get_file_entry(_ROOT).get_file_reference()) >> 48
+        except OSError as exc:
+            raise FilesystemError(f"cannot read the $MFT: {short_error(exc)}") from exc
+
+        def dir_path(number: int, seq: int) -> str | None:
+            """Path of directory ``number`` if it is known, with that sequence, and reachable."""
+            if number == _ROOT:
+                return "" if seq == root_seq else None
+            chain: list[tuple[int, str]] = []
+            current, current_seq = number, seq
+            while current not in resolved:
+                info = dirs.get(current)
+                if info is None or info[3] != current_seq or len(chain) > 4096:
+                    return None  # unknown (yet), reused, or a loop
+                chain.append((current, info[2]))
+                current, current_seq = info[0], info[1]
+                if current == _ROOT and current_seq != root_seq:
+                    return None
+            base = resolved[current]
+            for entry_number, name in reversed(chain):
+                base = f"{base}/{name}" if base else name
+                resolved[entry_number] = base
+            return base
+
+        def make(
+            number: int, seq: int, parent: int, name: str, is_dir: bool, base: str
+        ) -> FileEntry:
+            return FileEntry(
+                path=f"{base}/{name}" if base else name,
+                name=name,
+                is_directory=is_dir,
+                size=0,
+                entry=number,
+                sequence=seq,
+                parent_entry=parent,
+                allocated=True,
+            )
+
+        for number in range(count):
+            if number == _ROOT:
+                continue
+            try:
+                fe = volume.get_file_entry(number)
+                if not fe.is_allocated():
+                    continue
+                if int(fe.get_base_record_file_reference()) & _MFT_REF_MASK not in (0, number):
+                    continue  # an extension record of another entry
+                seq = int(fe.get_file_reference()) >> 48
+                is_dir = bool(fe.has_directory_entries_index())
+                links: list[tuple[int, str]] = []
+                for idx in range(fe.get_number_of_attributes()):
+                    attr = fe.get_attribute(idx)
+                    if attr.get_attribute_type() == _ATTR_FN and attr.get_name_space() != 2:
+                        links.append((int(attr.get_parent_file_reference()), str(attr.get_name())))
+            except OSError:
+                continue  # an unreadable record: a walk cannot reach it either
+            for parent_ref, name in links:
+                parent, parent_seq = parent_ref & _MFT_REF_MASK, parent_ref >> 48
+                if is_dir:
+                    dirs[number] = (parent, parent_seq, name, seq)
+                base = dir_path(parent, parent_seq)
+                if base is None:
+                    # Usually the parent comes later in the $MFT; decided at the end.
+                    pending.append((number, seq, parent, parent_seq, name, is_dir))
+                else:
+                    yield make(number, seq, parent, name, is_dir, base)
+        for number, seq, parent, parent_seq, name, is_dir in pending:
+            base = dir_path(parent, parent_seq)
+            if base is not None:
+                yield make(number, seq, parent, name, is_dir, base)
+
+    def complete(self, entry: FileEntry) -> FileEntry:
+        """The full entry (sizes, streams, all three timestamp sets) by path lookup."""
+        return self.lookup(entry.path)
 
     # -- content ---------------------------------------------------------------
     def _data_object(self, entry: FileEntry, stream: str) -> tuple[Any, int]:
