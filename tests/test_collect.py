@@ -324,3 +324,21 @@ def test_extract_refuses_escape(tmp_path):
         str(p).startswith(str(tmp_path / "dest")) for p in tmp_path.glob("**/escape.txt")
     )
     assert result.exit_code in (0, 1, 3)
+
+
+def test_registry_and_mft_dry_run_is_exactly_the_truth(unpacked, truth):
+    """The quick rule lists exactly the hives, logs, Amcache/Syscache and $MFT there are."""
+    result = CliRunner().invoke(
+        app, ["collect", str(unpacked("gpt-ntfs.raw")), "--dry-run", "--json", "--rule", "registry-and-mft"]
+    )
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)["items"]
+    got = {(i["volume"], i["path"], i["stream"]) for i in items}
+    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
+    wanted = {
+        (3, f["path"], "")
+        for f in files
+        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
+    }
+    wanted.add((3, "$MFT", ""))
+    assert got == wanted

@@ -1,0 +1,71 @@
+"""Ctrl-C leaves a valid, sealed container marked incomplete with what was collected."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from selective_imager.collector import CollectOptions, collect
+from selective_imager.container.reader import verify
+from selective_imager.discovery import open_disk
+from selective_imager.progress import NullProgress
+from selective_imager.rules import resolve
+
+
+class InterruptAt(NullProgress):
+    """Raises KeyboardInterrupt when the n-th item starts (or in the given phase)."""
+
+    def __init__(self, items: int | None = None, phase: str | None = None) -> None:
+        self.items = items
+        self.phase_name = phase
+        self.seen = 0
+        self.current = ""
+
+    def phase(self, name, total_bytes, total_items):
+        self.current = name
+
+    def item(self, label):
+        self.seen += 1
+        if self.items is not None and self.seen == self.items:
+            raise KeyboardInterrupt
+
+    def advance(self, nbytes=0, items=0):
+        if self.phase_name is not None and self.current == self.phase_name and nbytes:
+            self.phase_name = None  # Ctrl-C is pressed once
+            raise KeyboardInterrupt
+
+
+def read(container):
+    with zipfile.ZipFile(container) as zf:
+        assert zf.testzip() is None
+        items = [json.loads(x) for x in zf.read("manifest.jsonl").decode().splitlines()]
+        acq = json.loads(zf.read("acquisition.json"))
+    return items, acq
+
+
+def test_interrupt_during_collection(unpacked, tmp_path):
+    out = tmp_path / "c.zip"
+    with open_disk(unpacked("gpt-ntfs.raw")) as disk, pytest.raises(KeyboardInterrupt):
+        collect(disk, resolve(["triage"]), out, CollectOptions(), InterruptAt(items=10))
+    items, acq = read(out)
+    assert acq["status"] == "incomplete"
+    assert len(items) == 9
+    assert acq["disk_hash"] is None
+    assert verify(out).ok
+    assert not list(tmp_path.glob("*.part"))  # journals were moved into the container
+
+
+def test_interrupt_during_disk_hash(unpacked, tmp_path):
+    out = tmp_path / "d.zip"
+    with open_disk(unpacked("gpt-ntfs.raw")) as disk:
+        report = collect(disk, resolve(["registry-and-mft"]), out, CollectOptions(), InterruptAt(phase="disk-hash"))
+    assert report.status == "incomplete"
+    assert report.exit_code == 1
+    items, acq = read(out)
+    assert items and all(i["outcome"] in ("collected", "duplicate") for i in items)
+    assert acq["disk_hash"]["complete"] is False
+    assert acq["disk_hash"]["digests"] is None
+    assert acq["disk_hash"]["bytes_hashed"] < acq["disk_hash"]["size"]
+    assert verify(out).ok
