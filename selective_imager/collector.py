@@ -33,7 +33,7 @@ from selective_imager.container.seal import (
     write_seal,
 )
 from selective_imager.container.zipwriter import ZipWriter
-from selective_imager.errors import ContainerError, SelectiveImagerError
+from selective_imager.errors import ContainerError, PathNotFoundError, SelectiveImagerError
 from selective_imager.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.manifest import Journal, data_runs, item_record, utc_now
 from selective_imager.matcher import MatchError, match
@@ -245,6 +245,11 @@ class _Run:
         runs = data_runs(extents, volume_offset)
         try:
             stream = fs.open_stream(entry, m.stream)
+        except PathNotFoundError as exc:
+            # Nothing to read (no default data stream, or a TSK virtual file): skipped.
+            self._record(m, report, "", Outcome.SKIPPED, str(exc), None, runs)
+            self.event("warning", "item-skipped", f"{label}: {exc}", path=entry.path)
+            return
         except SelectiveImagerError as exc:
             self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
             self.event("error", "item-failed", f"{label}: {exc}", path=entry.path)

@@ -136,3 +136,60 @@ def test_damaged_table_does_not_traceback(unpacked, tmp_path, offset):
     result = CliRunner().invoke(app, ["info", str(bad)])
     assert result.exit_code in (0, 2)
     assert "Traceback" not in result.output
+
+
+def test_exfat_volume(unpacked, truth):
+    image = unpacked("exfat.raw")
+    t = truth("exfat")
+    data = info_json(image)
+    (vol,) = data["volumes"]
+    assert vol["filesystem"]["type"] == "exfat"
+    assert vol["filesystem"]["label"] == t["label"]
+    fls_paths, _, _ = oracles.fls_tree(image, 0)
+    result = CliRunner().invoke(app, ["ls", str(image), "-r", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = {json.loads(x)["path"]: json.loads(x) for x in result.stdout.splitlines()}
+    assert set(entries) == fls_paths
+    for f in t["files"]:
+        assert entries[f["path"]]["size"] == f["size"]
+
+
+def test_exfat_collect_hashes_equal_truth(unpacked, truth, tmp_path):
+    import zipfile
+
+    rule = tmp_path / "all.yaml"
+    rule.write_text("name: all-files\ntitle: t\ntargets:\n  - name: every file\n    paths: ['**']\n")
+    out = tmp_path / "ex.zip"
+    result = CliRunner().invoke(
+        app, ["collect", str(unpacked("exfat.raw")), "-o", str(out), "--rule", str(rule), "--quiet", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as zf:
+        items = [json.loads(x) for x in zf.read("manifest.jsonl").decode().splitlines()]
+    got = {i["path"]: i["hashes"]["sha256"] for i in items if not i["path"].startswith("$")}
+    assert got == {f["path"]: f["sha256"] for f in truth("exfat")["files"]}
+
+
+def test_block_device_source(unpacked):
+    """A read-only loop device of a fixture: size by ioctl, same layout as the file."""
+    import subprocess
+
+    losetup = shutil.which("losetup")
+    if losetup is None:
+        pytest.skip("losetup not available")
+    image = unpacked("gpt-ntfs.raw")
+    attach = subprocess.run([losetup, "-r", "-f", "--show", str(image)], capture_output=True, text=True)
+    if attach.returncode != 0:
+        pytest.skip(f"cannot attach a loop device here: {attach.stderr.strip()}")
+    device = attach.stdout.strip()
+    try:
+        with open_source(device) as src:
+            assert src.info.format == "device"
+            assert src.info.is_device
+            assert src.info.size == image.stat().st_size
+            assert src.info.sector_size == 512
+        assert [(v["offset"], v["size"]) for v in info_json(device)["volumes"]] == [
+            (v["offset"], v["size"]) for v in info_json(image)["volumes"]
+        ]
+    finally:
+        subprocess.run([losetup, "-d", device], check=False)

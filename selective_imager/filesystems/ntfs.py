@@ -285,7 +285,7 @@ class NtfsFilesystem(Filesystem):
         fe = self._by_number(entry)
         if not stream:
             if not fe.has_default_data_stream():
-                raise FilesystemError(f"{entry.path}: has no default data stream")
+                raise PathNotFoundError(f"{entry.path}: has no default data stream")
             return fe, int(fe.get_size())
         try:
             ads = fe.get_alternate_data_stream_by_name(stream)

@@ -48,6 +48,7 @@ _FS_TYPE_NAMES = {
 _CASE_INSENSITIVE = {"ntfs", "fat12", "fat16", "fat32", "exfat", "iso9660"}
 # TSK_FS_META_TYPE_DIR / TSK_FS_NAME_TYPE_DIR
 _META_DIR = 2
+_META_VIRT = 10
 _NAME_DIR = 3
 _META_FLAG_ALLOC = 1
 _NAME_FLAG_ALLOC = 1
@@ -181,6 +182,7 @@ class TskFilesystem(Filesystem):
         _default, streams, resident, allocated_size = self._attributes(f, is_dir)
         # TSK does not expose FAT/exFAT attribute bits (hidden, system...), so no flags.
         flags = 0
+        virtual = int(meta.type) == _META_VIRT
         meta_allocated = bool(int(meta.flags) & _META_FLAG_ALLOC)
         return FileEntry(
             path=path,
@@ -195,7 +197,8 @@ class TskFilesystem(Filesystem):
             allocated=name_allocated and meta_allocated,
             resident=resident,
             attribute_flags=flags,
-            attributes=attribute_names(flags),
+            # TSK's own virtual files ($MBR, $FAT1...) are marked so reports can tell.
+            attributes=(*attribute_names(flags), "virtual") if virtual else attribute_names(flags),
             times=times,
             streams=streams,
             mode=int(meta.mode) if self._type.startswith(("ext", "hfs", "ffs")) else None,
@@ -265,6 +268,8 @@ class TskFilesystem(Filesystem):
         if attr is None:
             if not stream and not entry.is_directory and entry.size == 0:
                 return _EmptyStream()
+            if "virtual" in entry.attributes:
+                raise PathNotFoundError(f"{label}: a virtual file The Sleuth Kit cannot read")
             raise PathNotFoundError(f"{label}: no such stream")
         return _TskStream(f, attr, label)
 
