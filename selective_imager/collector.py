@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from selective_imager.streams import ByteStream
 
 CHUNK = 1 << 20
+SECTOR = 512
 TOOL = f"selective-imager {__version__}"
 
 
@@ -499,26 +500,52 @@ def _plan(size: int, ranges: list[tuple[int, int]] | None) -> Iterator[tuple[int
 def _read_range(
     stream: ByteStream, offset: int, length: int, unreadable: list[tuple[int, int]]
 ) -> Iterator[bytes]:
-    """Chunks of ``[offset, offset+length)``; unreadable chunks are retried once, then
-    zero-filled and recorded."""
+    """Chunks of ``[offset, offset+length)``.
+
+    A chunk that fails is retried once, then read sector by sector so only the
+    sectors that still fail are zero-filled and recorded.
+    """
     end = offset + length
     pos = offset
     while pos < end:
         n = min(CHUNK, end - pos)
-        try:
-            data = stream.read_at(pos, n)
-        except (OSError, SelectiveImagerError):
-            try:
-                data = stream.read_at(pos, n)
-            except (OSError, SelectiveImagerError):
-                unreadable.append((pos, n))
-                data = b"\0" * n
-        if len(data) < n:
+        data = _try_read(stream, pos, n)
+        if data is None:
+            data = _try_read(stream, pos, n)
+        if data is None:
+            data = _read_sectors(stream, pos, n, unreadable)
+        elif len(data) < n:
             # Short read inside the stream's size: the rest is missing on disk.
             unreadable.append((pos + len(data), n - len(data)))
             data = data + b"\0" * (n - len(data))
         yield data
         pos += n
+
+
+def _try_read(stream: ByteStream, offset: int, size: int) -> bytes | None:
+    try:
+        return stream.read_at(offset, size)
+    except (OSError, SelectiveImagerError):
+        return None
+
+
+def _read_sectors(
+    stream: ByteStream, offset: int, size: int, unreadable: list[tuple[int, int]]
+) -> bytes:
+    out = bytearray()
+    for start in range(offset, offset + size, SECTOR):
+        n = min(SECTOR, offset + size - start)
+        data = _try_read(stream, start, n)
+        if data is None or len(data) < n:
+            good = data or b""
+            bad_at = start + len(good)
+            if unreadable and sum(unreadable[-1]) == bad_at:
+                unreadable[-1] = (unreadable[-1][0], unreadable[-1][1] + n - len(good))
+            else:
+                unreadable.append((bad_at, n - len(good)))
+            data = good + b"\0" * (n - len(good))
+        out += data
+    return bytes(out)
 
 
 def collect(
