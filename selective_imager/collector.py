@@ -177,6 +177,7 @@ class _Run:
         self.algorithms = tuple(dict.fromkeys((*options.hashes, "sha256")))
         self.stored: dict[str, str] = {}  # sha256 -> member name
         self.started = utc_now()
+        self.sentinel_start = _sentinel(disk) if disk.source.info.is_device else ""
         self.writer = ZipWriter(output, overwrite=options.overwrite)
         try:
             self.manifest = Journal(output.with_name(output.name + ".manifest.jsonl.part"))
@@ -377,8 +378,6 @@ class _Run:
         self.rules_meta = rules_meta
 
     def acquisition(self, ended: str) -> dict[str, Any]:
-        import json as _json
-
         disk = self.disk
         info = self.report.disk_hash
         disk_hash: dict[str, Any] | None = None
@@ -403,6 +402,21 @@ class _Run:
                     "was read, and this hash then describes the bytes as read, not a fixed "
                     "state of the disk"
                 )
+        live = None
+        if disk.source.info.is_device:
+            changed = self.sentinel_start != _sentinel(disk)
+            live = {
+                "is_device": True,
+                "changed_during_read": changed,
+                "statement": (
+                    "THE DISK CHANGED WHILE IT WAS READ: its first/last MiB differ between "
+                    "the start and the end of the run; the collected files and the disk "
+                    "hash may describe different states"
+                    if changed
+                    else "no change was seen in the first and last MiB between the start and "
+                    "the end of the run (a live disk may still have changed elsewhere)"
+                ),
+            }
         described = disk.as_dict()
         return {
             "tool": "selective-imager",
@@ -440,8 +454,22 @@ class _Run:
             "bytes_collected": self.report.bytes_collected,
             "volume_errors": list(self.report.volume_errors),
             "disk_hash": disk_hash,
-            "_schema": _json.dumps({"manifest": "manifest.jsonl", "log": "log.jsonl"}),
+            "live_source": live,
         }
+
+
+def _sentinel(disk: Disk) -> str:
+    """SHA-256 of the first and last MiB of the source: cheap evidence of live change."""
+    import hashlib
+
+    stream = disk.source.stream
+    h = hashlib.sha256()
+    try:
+        h.update(stream.read_at(0, 1 << 20))
+        h.update(stream.read_at(max(0, stream.size - (1 << 20)), 1 << 20))
+    except (OSError, SelectiveImagerError) as exc:
+        return f"unreadable: {exc}"
+    return h.hexdigest()
 
 
 def _user() -> str:

@@ -191,5 +191,18 @@ def test_block_device_source(unpacked):
         assert [(v["offset"], v["size"]) for v in info_json(device)["volumes"]] == [
             (v["offset"], v["size"]) for v in info_json(image)["volumes"]
         ]
+        import zipfile
+
+        out = image.parent / "from-device.zip"
+        out.unlink(missing_ok=True)
+        result = CliRunner().invoke(
+            app, ["collect", device, "-o", str(out), "--rule", "registry-and-mft", "--quiet", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["disk_hash"]["digests"]["md5"] == oracles.file_digest(image, "md5sum")
+        with zipfile.ZipFile(out) as zf:
+            acq = json.loads(zf.read("acquisition.json"))
+        assert acq["source"]["is_device"] is True
+        assert acq["live_source"]["changed_during_read"] is False
     finally:
         subprocess.run([losetup, "-d", device], check=False)
