@@ -280,7 +280,10 @@ def _print_info(data: dict[str, Any]) -> None:
                 f"protectors: {', '.join(enc['protectors']) or '-'}, GUID {enc['volume_guid']}, "
                 f"created {enc['created']}, description {_escape(enc['description'] or '-')}"
                 + (f", unlocked with {enc['unlocked_with']}" if enc["unlocked_with"] else "")
+                + (f", decrypted with {enc['decryptor']}" if enc.get("decryptor") else "")
             )
+            if enc.get("decryptor_note"):
+                out.print(f"  [yellow]decryptor:[/] {_escape(enc['decryptor_note'])}")
             if enc["fallback"]:
                 out.print(f"  [yellow]fallback:[/] {_escape(enc['fallback'])}")
         if vol["error"]:

@@ -219,6 +219,15 @@ class _Run:
             f"searching volume {report.volume.index} ({fs.info.type})",
             volume=report.volume.index,
         )
+        enc = report.encryption
+        if enc is not None and enc.decryptor:
+            note = f": {enc.decryptor_note}" if enc.decryptor_note else ""
+            self.event(
+                "warning" if enc.decryptor_note else "info",
+                "bitlocker-decryptor",
+                f"volume {report.volume.index}: BitLocker decrypted with {enc.decryptor}{note}",
+                volume=report.volume.index,
+            )
 
         def on_error(err: MatchError) -> None:
             self.event(

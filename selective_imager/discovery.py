@@ -82,6 +82,8 @@ class VolumeReport:
                 "unlocked_with": enc.unlocked_with or None,
                 "fallback": enc.fallback or None,
                 "reason": enc.reason or None,
+                "decryptor": enc.decryptor or None,
+                "decryptor_note": enc.decryptor_note or None,
             },
             "filesystem": None
             if fs is None

@@ -193,6 +193,10 @@ class EncryptionInfo:
         unlocked_with: protector type that unlocked it (``password``, ``clear_key``...).
         fallback: set when a workaround was needed to open the volume.
         reason: one line saying why it stayed locked.
+        decryptor: what decrypts the volume: ``openssl`` (the fast path, checked
+            against pybde when the volume was opened) or ``pybde``; empty when locked.
+        decryptor_note: why pybde decrypts it (fast path unsupported, failed, differed
+            from pybde, or switched off); empty when ``openssl`` is used.
     """
 
     type: str
@@ -205,6 +209,8 @@ class EncryptionInfo:
     unlocked_with: str = ""
     fallback: str = ""
     reason: str = ""
+    decryptor: str = ""
+    decryptor_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,9 +279,14 @@ FILE_ATTRIBUTE_NAMES: dict[int, str] = {
 }
 
 
+_ATTRIBUTE_BITS = tuple(sorted(FILE_ATTRIBUTE_NAMES.items()))
+
+
 def attribute_names(flags: int) -> tuple[str, ...]:
     """Names of the FILE_ATTRIBUTE bits set in ``flags``, in bit order."""
-    return tuple(name for bit, name in sorted(FILE_ATTRIBUTE_NAMES.items()) if flags & bit)
+    if not flags:
+        return ()
+    return tuple(name for bit, name in _ATTRIBUTE_BITS if flags & bit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 
 # E01 (EWF-E01/EWF-S01 "EVF") and Ex01 ("EVF2"), L01 (logical: "LVF") signatures.
 _EVF_SIGNATURES = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\x0d\x0a\x81\x00", b"LVF\x09\x0d\x0a\xff\x00")
+# Containers we recognise but do not read: a clear message beats "no partition table".
+_UNSUPPORTED = (
+    (b"\x1f\x8b", "is gzip-compressed: decompress it first (gzip allows no random access)"),
+    (b"KDMV", "is a VMDK virtual disk: convert it to raw (qemu-img convert -O raw) first"),
+    (b"vhdxfile", "is a VHDX virtual disk: convert it to raw first"),
+    (b"QFI\xfb", "is a QCOW virtual disk: convert it to raw (qemu-img convert -O raw) first"),
+    (b"BZh", "is bzip2-compressed: decompress it first"),
+    (b"\xfd7zXZ\x00", "is xz-compressed: decompress it first"),
+    (b"PK\x03\x04", "is a ZIP file, not a disk image (a selective-imager container? use show)"),
+)
 _WINDOWS_DEVICE = re.compile(r"^\\\\[.?]\\", re.IGNORECASE)
 _SPLIT_NUMERIC = re.compile(r"^(?P<base>.*\.)(?P<num>\d{3})$")
 _SPLIT_ALPHA = re.compile(r"^(?P<base>.*\.)(?P<alpha>[a-z]{2,3})$")
@@ -85,6 +95,9 @@ def open_source(path: str | os.PathLike[str]) -> Source:
     head = _read_head(text, 16)
     if any(head.startswith(sig) for sig in _EVF_SIGNATURES):
         return _open_ewf(text)
+    for signature, what in _UNSUPPORTED:
+        if head.startswith(signature):
+            raise SourceError(f"{text}: {what}")
     parts = _split_parts(text)
     if len(parts) > 1:
         return _open_split(text, parts)

@@ -105,3 +105,13 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, target):
     assert result.exit_code == 2
     assert str(path) in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_compressed_image_gets_a_clear_message(tmp_path):
+    import gzip as gz
+
+    path = tmp_path / "disk.raw.gz"
+    path.write_bytes(gz.compress(b"\0" * 4096))
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 2
+    assert "gzip-compressed" in result.output
