@@ -205,7 +205,7 @@ class MemberWriter:
         view = memoryview(data).cast("B")
         if not view.nbytes:
             return
-        self._crc = zlib.crc32(view, self._crc)
+        self._crc = _deflate.crc32(view, self._crc)
         if self._sha is not None:
             self._sha.update(view)
         self._size += view.nbytes

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _ROOT = 5
 _ATTR_SI = 0x10
 _ATTR_FN = 0x30
+_ATTR_DATA = 0x80
 _MFT_REF_MASK = 0xFFFFFFFFFFFF
 _DIRECTORY_INDEX_FLAG = 0x10000000
 # libfsntfs extent flags (LIBFSNTFS_EXTENT_FLAG_*).
@@ -298,9 +299,20 @@ class NtfsFilesystem(Filesystem):
         return ads, int(ads.get_size())
 
     def open_stream(self, entry: FileEntry, stream: str = "") -> ByteStream:
-        """The default data stream or a named ADS, decompressed/decoded by libfsntfs."""
+        """The default data stream or a named ADS.
+
+        Plain non-resident data is read straight from the volume along its data runs
+        (big sequential reads; libfsntfs reads a cluster at a time through Python).
+        Resident and compressed data go through libfsntfs, which decodes them.
+        """
         obj, size = self._data_object(entry, stream)
-        return _NtfsStream(obj, size, f"{entry.path}:{stream}" if stream else entry.path)
+        label = f"{entry.path}:{stream}" if stream else entry.path
+        extents = _extents(obj)
+        if extents and not any(e.compressed for e in extents):
+            valid = _valid_data_size(self._by_number(entry), stream)
+            if valid is not None:
+                return _ExtentStream(self._stream, extents, size, valid, label)
+        return _NtfsStream(obj, size, label)
 
     def extents(self, entry: FileEntry, stream: str = "") -> tuple[Extent, ...]:
         """Cluster runs as byte extents of the volume."""
@@ -326,6 +338,51 @@ class _NtfsStream(LibyalStream):
             raise FilesystemError(
                 f"{self.label}: read error at {offset}: {short_error(exc)}"
             ) from exc
+
+
+class _ExtentStream(ByteStream):
+    """A non-resident, uncompressed stream read from the volume along its runs.
+
+    Sparse runs and bytes past the valid data length read as zeros, as NTFS defines.
+    """
+
+    def __init__(
+        self, volume: ByteStream, extents: tuple[Extent, ...], size: int, valid: int, label: str
+    ) -> None:
+        super().__init__(size)
+        self._volume = volume
+        self._extents = extents
+        self._valid = min(valid, size)
+        self.label = label
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        out = bytearray(size)  # zeros: sparse runs, gaps, and past the valid length
+        end = min(offset + size, self._valid)
+        for ext in self._extents:
+            lo = max(offset, ext.logical_offset)
+            hi = min(end, ext.logical_offset + ext.length)
+            if lo >= hi or ext.sparse or ext.volume_offset is None:
+                continue
+            try:
+                data = self._volume.read_at(ext.volume_offset + lo - ext.logical_offset, hi - lo)
+            except OSError as exc:
+                raise FilesystemError(f"{self.label}: read error at {lo}: {exc}") from exc
+            if len(data) < hi - lo:
+                raise FilesystemError(f"{self.label}: short read at {lo} (volume truncated?)")
+            out[lo - offset : hi - offset] = data
+        return bytes(out)
+
+
+def _valid_data_size(fe: Any, stream: str) -> int | None:
+    """Valid data length of the named (or unnamed) non-resident $DATA attribute."""
+    for idx in range(fe.get_number_of_attributes()):
+        attr = fe.get_attribute(idx)
+        if attr.get_attribute_type() != _ATTR_DATA:
+            continue
+        name = attr.get_attribute_name() or ""
+        if name == stream:
+            return int(attr.get_valid_data_size())
+    return None
 
 
 def _choose_name(names: list[tuple[int, Any]], wanted: int | None) -> Any:
