@@ -278,8 +278,18 @@ class NtfsFilesystem(Filesystem):
                 yield make(number, seq, parent, name, is_dir, base)
 
     def complete(self, entry: FileEntry) -> FileEntry:
-        """The full entry (sizes, streams, all three timestamp sets) by path lookup."""
-        return self.lookup(entry.path)
+        """The full entry (sizes, streams, all three timestamp sets).
+
+        One lookup of the exact on-disk path the scan built: it also gives the $I30
+        copy of the parent's index entry.
+        """
+        try:
+            fe = self._volume.get_file_entry_by_path("\\" + entry.path.replace("/", "\\"))
+        except OSError as exc:
+            raise FilesystemError(f"{entry.path}: cannot read: {short_error(exc)}") from exc
+        if fe is None:
+            raise PathNotFoundError(f"{entry.path}: not found")
+        return self._entry(fe, entry.path, entry.name)
 
     # -- content ---------------------------------------------------------------
     def _data_object(self, entry: FileEntry, stream: str) -> tuple[Any, int]:
