@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""Benchmark selective_imager against the peers an examiner would use instead.
+
+    bench/run [--quick] [--rounds N] [--only W,...] [--cold] [--no-install]
+
+Peers (each in its own venv under bench/.cache/venvs/): Fox-IT acquire (+ dissect.fve for
+BitLocker) and plaso's image_export; coreutils md5sum/sha1sum/sha256sum and The Sleuth Kit's
+``fls`` for disk hashing and directory walking. Workloads are built on first use
+(``bench/workloads.py``, root needed) and cached in bench/.cache/images/.
+
+Each workload runs every tool in turn, interleaved (A B C A B C ...), ``--rounds`` times;
+each run is measured alone (wall time, user+sys CPU and peak RSS of that child via wait4),
+then its output is read back and checked against the builder's truth. Results go to stdout
+and to bench/results/latest.md and latest.json (last-partial.* for --quick/--only runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules, run as a script
+import measure
+import outputs
+import workloads as wl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = HERE / ".cache"
+VENVS = CACHE / "venvs"
+OUT = CACHE / "out"
+RESULTS = HERE / "results"
+RULES = HERE / "rules"
+SI = str(ROOT / ".venv" / "bin" / "selective-imager")
+PY = str(ROOT / ".venv" / "bin" / "python")
+ARTIFACT_FILTERS = ("WindowsRegistryFilesAndTransactionLogs,WindowsEventLogs,"
+                    "WindowsPrefetchFiles,NTFSMFTFiles,NTFSUSNJournal,NTFSLogFile")
+PEER_PACKAGES = {
+    "acquire": ["acquire", "dissect.fve"],  # dissect.fve: acquire's BitLocker support (-K)
+    "plaso": ["plaso"],
+    "tools": ["py-spy", "pyinstrument"],  # profilers: never in the project venv
+}
+
+
+# --------------------------------------------------------------------------- set-up
+def ensure_venv(name: str) -> str | None:
+    """Create/refresh a peer venv; return None if usable, else why not."""
+    venv = VENVS / name
+    marker = venv / ".bench-installed"
+    want = " ".join(PEER_PACKAGES[name])
+    if marker.exists() and marker.read_text().strip() == want:
+        return None
+    print(f"[setup] installing {want} into {venv}", flush=True)
+    try:
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+               "--disable-pip-version-check"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True, capture_output=True)
+        res = subprocess.run([*pip, *PEER_PACKAGES[name]], capture_output=True, text=True)
+        if res.returncode:
+            return f"pip install {want} failed: {res.stderr.strip().splitlines()[-1:]}"
+    except (OSError, subprocess.CalledProcessError) as e:
+        return f"venv {name}: {e}"
+    marker.write_text(want + "\n")
+    return None
+
+
+def pkg_version(venv: str, pkg: str) -> str:
+    py = VENVS / venv / "bin" / "python"
+    res = subprocess.run([str(py), "-c", f"import importlib.metadata as m; print(m.version({pkg!r}))"],
+                         capture_output=True, text=True)
+    return res.stdout.strip() or "?"
+
+
+def first_line(cmd: list[str]) -> str:
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (res.stdout or res.stderr).strip().splitlines()[0] if (res.stdout or res.stderr) else "?"
+
+
+def machine() -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    git = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                            "selective_imager"], capture_output=True, text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "nproc": os.cpu_count(),
+            "cpu": cpu, "ram_gib": round(mem / 2**20, 1), "kernel": platform.release(),
+            "os": first_line(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
+            "python": platform.python_version(),
+            "tool_under_test": f"{first_line([SI, '--version'])} (git {git}"
+                               + (", uncommitted changes in selective_imager/)" if dirty else ")")}
+
+
+# --------------------------------------------------------------------------- tools
+@dataclass
+class Tool:
+    key: str
+    label: str
+    kind: str  # "ours", "peer" or "bound"
+    cmd: Callable[[Path], list[str]]
+    read: Callable[[Path, Path], dict] | None = None  # (outdir, stdout log) -> facts
+    env: dict[str, str] = field(default_factory=dict)
+    ok_rcs: tuple[int, ...] = (0,)
+    unavailable: str | None = None  # why it cannot run (recorded, not fatal)
+
+
+def ours_collect(img: Path, rule: str, *extra: str) -> Callable[[Path], list[str]]:
+    return lambda d: [SI, "collect", str(img), "-o", str(d / "out.zip"), "--rule", rule,
+                      "--disk-hash", "none", "--quiet", *extra]
+
+
+def acquire_cmd(img: Path, *extra: str) -> Callable[[Path], list[str]]:
+    acq = str(VENVS / "acquire" / "bin" / "acquire")
+    return lambda d: [acq, str(img), "-p", "none", "--ntfs", "--registry", "--eventlogs",
+                      "--prefetch", *extra, "-o", str(d)]
+
+
+def image_export_cmd(img: Path, *extra: str) -> Callable[[Path], list[str]]:
+    ie = str(VENVS / "plaso" / "bin" / "image_export")
+    return lambda d: [ie, "-u", *extra, "--partitions", "all", "--artifact_filters",
+                      ARTIFACT_FILTERS, "-w", str(d / "export"), str(img)]
+
+
+def checked(reader: Callable[[Path], outputs.Output], expected: dict) -> Callable[[Path, Path], dict]:
+    def read(d: Path, _log: Path) -> dict:
+        out = reader(d)
+        return {"output_bytes": out.size, "files": len(out.files),
+                "check": outputs.check(out, expected)}
+    return read
+
+
+def collection_tools(img: Path, expected: dict, bitlocker: bool, peer_errors: dict) -> list[Tool]:
+    rule = str(RULES / "bench-like-for-like.yaml")
+    creds: tuple[str, ...] = ()
+    acq_extra: tuple[str, ...] = ()
+    ie_extra: tuple[str, ...] = ()
+    if bitlocker:
+        creds = ("--password-file", str(wl.IMAGES / "bitlocker1g.password.txt"))
+        acq_extra = ("-K", str(wl.IMAGES / "bitlocker1g.keychain.csv"))
+        ie_extra = ("--credential", f"password:{wl.BITLOCKER_PASSWORD}")
+    read_ours = checked(lambda d: outputs.read_ours(d / "out.zip"), expected)
+    read_acq = checked(outputs.read_acquire, expected)
+    read_ie = checked(lambda d: outputs.read_image_export(d / "export"), expected)
+    tools = []
+    if bitlocker:
+        tools += [
+            Tool("ours", "selective-imager (zip, default decryptor)", "ours",
+                 ours_collect(img, rule, *creds), read_ours, ok_rcs=(0,)),
+            Tool("ours-pybde", "selective-imager (zip, pybde)", "ours",
+                 ours_collect(img, rule, *creds), read_ours,
+                 env={"SELECTIVE_IMAGER_BDE_BACKEND": "pybde"}),
+            Tool("acquire-tar", "acquire -K (tar)", "peer",
+                 acquire_cmd(img, *acq_extra, "-ot", "tar"), read_acq,
+                 unavailable=peer_errors.get("acquire")),
+            Tool("image_export", "image_export --credential", "peer",
+                 image_export_cmd(img, *ie_extra), read_ie,
+                 unavailable=peer_errors.get("plaso")),
+        ]
+    else:
+        tools += [
+            Tool("ours", "selective-imager (zip, deflate)", "ours",
+                 ours_collect(img, rule), read_ours),
+            Tool("ours-store", "selective-imager --store", "ours",
+                 ours_collect(img, rule, "--store"), read_ours),
+            Tool("acquire-tar", "acquire (tar)", "peer", acquire_cmd(img, "-ot", "tar"),
+                 read_acq, unavailable=peer_errors.get("acquire")),
+            Tool("acquire-zip", "acquire (zip --compress)", "peer",
+                 acquire_cmd(img, "-ot", "zip", "--compress"), read_acq,
+                 unavailable=peer_errors.get("acquire")),
+            Tool("image_export", "image_export", "peer", image_export_cmd(img), read_ie,
+                 unavailable=peer_errors.get("plaso")),
+        ]
+    return tools
+
+
+def dry_run_reader(_d: Path, log: Path) -> dict:
+    data = json.loads(log.read_text())
+    items = data["items"] if isinstance(data, dict) else data
+    return {"files": len(items),
+            "lnk": sum(1 for i in items if str(i.get("path", "")).lower().endswith(".lnk"))}
+
+
+def fls_reader(_d: Path, log: Path) -> dict:
+    lines = n_lnk = n_file = 0
+    with open(log, "rb") as f:
+        for line in f:
+            lines += 1
+            if line.startswith((b"r/r", b"-/r")) and b":" in line:
+                n_file += 1
+                name = line.rstrip(b"\n").split(b"\t", 1)[-1]
+                if name.lower().endswith(b".lnk") and b":$" not in name:
+                    n_lnk += 1
+    return {"files": lines, "regular_files": n_file, "lnk": n_lnk}
+
+
+def hash_reader(expected: dict[str, str], style: str) -> Callable[[Path, Path], dict]:
+    def read(_d: Path, log: Path) -> dict:
+        text = log.read_text(errors="replace")
+        got: dict[str, str] = {}
+        if style == "ours":
+            data = json.loads(text)
+            got = {k: v for k, v in _find_hashes(data).items() if k in expected}
+        elif style == "md5":
+            got = {"md5": text.split()[0]}
+        else:
+            digests = re.findall(r"^([0-9a-f]{32,64})\s", text, re.M)
+            got = {{32: "md5", 40: "sha1", 64: "sha256"}[len(d)]: d for d in digests}
+        ok = bool(got) and all(expected[k] == v for k, v in got.items())
+        return {"hashes_ok": ok, "algorithms": sorted(got)}
+    return read
+
+
+def _find_hashes(obj: object) -> dict[str, str]:
+    """md5/sha1/sha256 values anywhere in our hash --json output."""
+    found: dict[str, str] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("md5", "sha1", "sha256") and isinstance(v, str):
+                found.setdefault(k, v)
+            else:
+                for kk, vv in _find_hashes(v).items():
+                    found.setdefault(kk, vv)
+    elif isinstance(obj, list):
+        for v in obj:
+            for kk, vv in _find_hashes(v).items():
+                found.setdefault(kk, vv)
+    return found
+
+
+# --------------------------------------------------------------------------- running
+def prime(img: Path) -> None:
+    """Read the image once so every tool starts from the same (warm) page cache."""
+    with open(img, "rb", buffering=0) as f:
+        buf = bytearray(8 << 20)
+        while f.readinto(buf):
+            pass
+
+
+def run_workload(name: str, title: str, img: Path, tools: list[Tool], rounds: int, *,
+                 cold: bool, notes: list[str], check_every_round: bool = True,
+                 keep: bool = False) -> dict:
+    print(f"\n== {name}: {title}", flush=True)
+    res: dict = {"title": title, "image": img.name, "image_bytes": img.stat().st_size,
+                 "cold": cold, "notes": notes, "tools": {}}
+    for t in tools:
+        res["tools"][t.key] = {"label": t.label, "kind": t.kind, "runs": [], "facts": [],
+                               "unavailable": t.unavailable}
+    if not cold:
+        prime(img)
+    for r in range(rounds):
+        for t in tools:
+            if t.unavailable:
+                continue
+            d = OUT / name / t.key
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            # no run may pay for the previous run's writeback
+            dropped = measure.drop_caches() if cold else (os.sync() or False)
+            log = d.parent / f"{t.key}.r{r}.log"
+            run = measure.run(t.cmd(d), log=log, env=t.env, cwd=d, cold=dropped)
+            # our tool fsyncs its container (evidence must be durable); the peers do not:
+            # time the flush of what each run left dirty, reported beside the wall time
+            t_sync = time.perf_counter()
+            os.sync()
+            entry = res["tools"][t.key]
+            entry["runs"].append(run.as_dict() | {"flush": time.perf_counter() - t_sync})
+            facts: dict = {}
+            if t.read and (check_every_round or r == 0):
+                try:
+                    facts = t.read(d, log)
+                except Exception as e:  # a broken output is a result, not a crash
+                    facts = {"read_error": f"{type(e).__name__}: {e}"}
+            entry["facts"].append(facts)
+            if not keep:  # outputs add up to GBs; logs stay beside them
+                shutil.rmtree(d, ignore_errors=True)
+            ok = run.rc in t.ok_rcs and not run.timed_out
+            extra = ""
+            if "check" in facts:
+                ck = facts["check"]
+                extra = (f" content {ck['matched']}/{ck['expected']}"
+                         f" missing {len(ck['missing'])} wrong {len(ck['mismatched'])}"
+                         f" extra {len(ck['extra'])}")
+            print(f"  r{r} {t.key:<14} {run.wall:8.2f} s  cpu {run.cpu:7.2f} s  "
+                  f"rss {run.maxrss_mb:7.1f} MiB  rc {run.rc}{'' if ok else ' (FAILED)'}{extra}",
+                  flush=True)
+            if not ok:
+                entry.setdefault("failure_log_tail", log.read_text(errors="replace")[-2000:])
+    for t in tools:
+        e = res["tools"][t.key]
+        if e["runs"]:
+            e["summary"] = summary(e["runs"], t.ok_rcs)
+    return res
+
+
+def summary(runs: list[dict], ok_rcs: tuple[int, ...]) -> dict:
+    ok = [r for r in runs if r["rc"] in ok_rcs and not r["timed_out"]]
+    use = ok or runs
+    return {"n": len(runs), "ok": len(ok),
+            "wall": statistics.median(r["wall"] for r in use),
+            "wall_min": min(r["wall"] for r in use), "wall_max": max(r["wall"] for r in use),
+            "cpu": statistics.median(r["cpu"] for r in use),
+            "durable": statistics.median(r["wall"] + r.get("flush", 0.0) for r in use),
+            "maxrss_mb": max(r["maxrss_mb"] for r in use),
+            "failed": not ok}
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="1 round, the 200k-entry volume instead of 1M, no 4 GiB hash")
+    ap.add_argument("--rounds", type=int, help="rounds per workload (default 3; --quick 1)")
+    ap.add_argument("--only", help="comma-separated workloads: collect, bitlocker, bigfile, "
+                                   "scale, hash, startup")
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the page cache before every run (hashing always does)")
+    ap.add_argument("--no-install", action="store_true", help="do not (re)install peer venvs")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="keep each tool's last output under bench/.cache/out/")
+    args = ap.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    only = set(args.only.split(",")) if args.only else None
+
+    def want(w: str) -> bool:
+        return only is None or w in only
+
+    rw = functools.partial(run_workload, keep=args.keep_outputs)
+    t_start = time.time()
+    peer_errors: dict[str, str] = {}
+    if not args.no_install:
+        for v in PEER_PACKAGES:
+            err = ensure_venv(v)
+            if err:
+                peer_errors[v] = err
+                print(f"[setup] {err}", flush=True)
+    info = machine()
+    info["versions"] = {
+        "acquire": pkg_version("acquire", "acquire"),
+        "dissect.target": pkg_version("acquire", "dissect.target"),
+        "dissect.fve": pkg_version("acquire", "dissect.fve"),
+        "plaso": pkg_version("plaso", "plaso"),
+        "sleuthkit": first_line(["fls", "-V"]),
+        "coreutils": first_line(["md5sum", "--version"]),
+    }
+    info["rounds"] = rounds
+    info["quick"] = args.quick
+    info["drop_caches_permitted"] = measure.drop_caches()
+    results: dict = {"machine": info, "peer_errors": peer_errors, "workloads": {}}
+    W = results["workloads"]
+
+    if want("collect"):
+        meta = wl.build("win1g", False)
+        img = wl.IMAGES / meta["image"]
+        exp = outputs.expected_set(meta)
+        W["win1g"] = rw(
+            "win1g", "1 GiB Windows-like GPT disk, ~50,000 files: like-for-like triage", img,
+            collection_tools(img, exp, False, peer_errors), rounds, cold=args.cold,
+            notes=[f"{len(exp)} expected files (hives+logs, evtx, prefetch, $MFT, $LogFile, $J)",
+                   "image_export's filters leave out the DEFAULT hive (+2 logs) and "
+                   "Users/Default/NTUSER.DAT (not a ProfileList profile): its 4 missing "
+                   "files are a selection difference; each peer's extras are listed under "
+                   "Content-check details"])
+    if want("bitlocker"):
+        meta = wl.build("bitlocker1g", False)
+        img = wl.IMAGES / meta["image"]
+        exp = outputs.expected_set(meta)
+        W["bitlocker1g"] = rw(
+            "bitlocker1g", "the same disk, NTFS in BitLocker AES-XTS-128 (password)", img,
+            collection_tools(img, exp, True, peer_errors), rounds, cold=args.cold,
+            notes=["image_export misses every profile hive here (it found them on the plain "
+                   "disk): beyond the 4 files of the selection difference, a silent loss"])
+    if want("bigfile"):
+        meta = wl.build("bigfile", False)
+        img = wl.IMAGES / meta["image"]
+        rule = str(RULES / "bench-bigfile.yaml")
+        exp = {outputs.norm(meta["file"]): {"sha256": meta["sha256"], "path": meta["file"],
+                                             "size": meta["size"]}}
+        rd = checked(lambda d: outputs.read_ours(d / "out.zip"), exp)
+        acq = str(VENVS / "acquire" / "bin" / "acquire")
+        W["bigfile"] = rw(
+            "bigfile", "one 2 GiB file (random-looking data): memory", img,
+            [Tool("ours-store", "selective-imager --store", "ours",
+                  ours_collect(img, rule, "--store"), rd),
+             Tool("ours", "selective-imager (zip, deflate)", "ours", ours_collect(img, rule), rd),
+             Tool("acquire-tar", "acquire --path (tar, no hashes)", "peer",
+                  lambda d: [acq, str(img), "-p", "none", "--path", f"/{meta['file']}",
+                             "-ot", "tar", "-o", str(d)],
+                  checked(outputs.read_acquire, exp), unavailable=peer_errors.get("acquire"))],
+            rounds, cold=args.cold, notes=[], check_every_round=False)
+    if want("scale"):
+        name = "entries200k" if args.quick else "million"
+        meta = wl.build(name, False)
+        img = wl.IMAGES / meta["image"]
+        W["scale"] = rw(
+            "scale", f"{meta['mft_entries_in_use']:,} MFT entries: dry runs vs fls -r", img,
+            [Tool("ours-triage", "selective-imager --dry-run --rule triage", "ours",
+                  lambda d: [SI, "collect", str(img), "--dry-run", "--rule", "triage", "--json"],
+                  dry_run_reader),
+             Tool("ours-lnk", "selective-imager --dry-run '**/*.lnk'", "ours",
+                  lambda d: [SI, "collect", str(img), "--dry-run", "--rule",
+                             str(RULES / "bench-lnk-anywhere.yaml"), "--json"],
+                  dry_run_reader),
+             Tool("fls", f"fls -r -p -o {meta['ntfs_start_sector']}", "peer",
+                  lambda d: ["fls", "-r", "-p", "-o", str(meta["ntfs_start_sector"]), str(img)],
+                  fls_reader)],
+            rounds, cold=args.cold,
+            notes=[f"built in {meta['create_seconds']} s with {meta['writers']} ntfs-3g "
+                   f"writers ({meta['entries_per_second']} entries/s)"])
+    if want("hash"):
+        for name in ("win1g",) + (() if args.quick else ("hash4g",)):
+            meta = wl.build(name, False)
+            img = wl.IMAGES / meta["image"]
+            exp = meta["disk_hashes"]
+            W[f"hash-{name}"] = rw(
+                f"hash-{name}", f"disk hashing md5+sha1+sha256, {img.stat().st_size / 2**30:.0f} GiB",
+                img,
+                [Tool("ours", "selective-imager hash", "ours",
+                      lambda d, i=img: [SI, "hash", str(i), "--disk-hash", "md5,sha1,sha256",
+                                        "-q", "--json"], hash_reader(exp, "ours")),
+                 # the default also takes a SHA-256 per 1 GiB piece: a 4th pass over the data
+                 Tool("ours-nopieces", "selective-imager hash --piece-size 0", "ours",
+                      lambda d, i=img: [SI, "hash", str(i), "--disk-hash", "md5,sha1,sha256",
+                                        "--piece-size", "0", "-q", "--json"],
+                      hash_reader(exp, "ours")),
+                 Tool("md5-bound", "hashlib.md5 alone (bound)", "bound",
+                      lambda d, i=img: [PY, str(HERE / "md5_bound.py"), str(i)],
+                      hash_reader(exp, "md5")),
+                 Tool("coreutils", "md5sum; sha1sum; sha256sum", "peer",
+                      lambda d, i=img: ["sh", "-c", 'md5sum "$1"; sha1sum "$1"; sha256sum "$1"',
+                                        "sh", str(i)], hash_reader(exp, "coreutils"))],
+                rounds, cold=True, notes=[])
+    if want("startup"):
+        n = 5 if args.quick else 10
+        W["startup"] = rw(
+            "startup", "start-up: --version", Path(SI),
+            [Tool("ours", "selective-imager --version", "ours", lambda d: [SI, "--version"]),
+             Tool("python", "python -c pass (interpreter floor)", "bound",
+                  lambda d: [PY, "-c", "pass"])],
+            n, cold=False, notes=[])
+    results["elapsed_seconds"] = round(time.time() - t_start)
+    import report  # after the runs: report formatting only
+
+    results["targets"] = report.targets(results)
+    md = report.markdown(results)
+    RESULTS.mkdir(exist_ok=True)
+    # a subset (--only) or --quick run must not replace the full run's record
+    stem = "latest" if only is None and not args.quick else "last-partial"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text(md)
+    print("\n" + md)
+
+
+if __name__ == "__main__":
+    main()
