@@ -366,8 +366,27 @@ class _ExtentStream(ByteStream):
         self.label = label
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        out = bytearray(size)  # zeros: sparse runs, gaps, and past the valid length
         end = min(offset + size, self._valid)
+        for ext in self._extents:
+            # The common case: the whole request inside one allocated run, no copies.
+            if (
+                ext.logical_offset <= offset
+                and offset + size <= end <= ext.logical_offset + ext.length
+            ):
+                if ext.sparse or ext.volume_offset is None:
+                    break
+                try:
+                    data = self._volume.read_at(
+                        ext.volume_offset + offset - ext.logical_offset, size
+                    )
+                except OSError as exc:
+                    raise FilesystemError(f"{self.label}: read error at {offset}: {exc}") from exc
+                if len(data) < size:
+                    raise FilesystemError(
+                        f"{self.label}: short read at {offset} (volume truncated?)"
+                    )
+                return data
+        out = bytearray(size)  # zeros: sparse runs, gaps, and past the valid length
         for ext in self._extents:
             lo = max(offset, ext.logical_offset)
             hi = min(end, ext.logical_offset + ext.length)
