@@ -39,7 +39,7 @@ ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
 
 # Chunks at least this big are worth handing to a second core (thread hand-off costs
 # tens of microseconds; MD5 of 1 MiB takes ~1.4 ms).
-PARALLEL_THRESHOLD = 1 << 20
+PARALLEL_THRESHOLD = 1 << 18
 
 # Relative CPU cost per byte (seconds per GB measured here) used to balance algorithms
 # between the caller and a worker thread.
