@@ -206,3 +206,21 @@ def test_block_device_source(unpacked):
         assert acq["live_source"]["changed_during_read"] is False
     finally:
         subprocess.run([losetup, "-d", device], check=False)
+
+
+def test_overlapping_partitions_reported_and_others_listed(unpacked, tmp_path):
+    import struct
+
+    bad = tmp_path / "overlap.raw"
+    shutil.copy(unpacked("mbr-extended.raw"), bad)
+    with open(bad, "r+b") as fh:
+        mbr = bytearray(fh.read(512))
+        start1 = struct.unpack_from("<I", mbr, 446 + 8)[0]
+        struct.pack_into("<I", mbr, 446 + 16 + 8, start1 + 1000)  # partition 2 inside 1
+        fh.seek(0)
+        fh.write(mbr)
+    data = info_json(bad)
+    assert any("overlap" in p for p in data["partition_table"]["problems"])
+    errors = {v["index"]: v["error"] or "" for v in data["volumes"]}
+    assert "overlap" in errors[1] and "overlap" in errors[2]
+    assert {v["filesystem"]["type"] for v in data["volumes"] if v["filesystem"]} >= {"fat16", "ntfs", "fat32"}
