@@ -615,8 +615,10 @@ def _is_file_spec(spec: str) -> bool:
     )
 
 
-def _load_with_dependencies(spec: str) -> list[Rule]:
+def _load_with_dependencies(spec: str) -> tuple[set[str], list[Rule]]:
+    """The names the file itself defines, and its rules plus the ones they include."""
     rules = load_file_rules(spec)
+    direct = {r.name for r in rules}
     base = Path(spec.split("#", 1)[0])
     kind = _detect(_read(base)[0], str(base))
     if kind == "forensicartifacts":
@@ -639,7 +641,24 @@ def _load_with_dependencies(spec: str) -> list[Rule]:
             seen.add(dep.resolve())
             rules.extend(load_file_rules(dep))
             queue.extend(kape_dependencies(dep))
-    return rules
+    return direct, rules
+
+
+def _add_unique(store: dict[str, Rule], rule: Rule, problems: list[RuleError]) -> bool:
+    """Add ``rule`` unless another file already defines its name (that is a problem)."""
+    other = store.get(rule.name)
+    if other is not None and other.source_file != rule.source_file:
+        problems.append(
+            RuleError(
+                rule.source_file,
+                None,
+                f"duplicate rule name {rule.name!r}",
+                f"also defined in {other.source_file}",
+            )
+        )
+        return False
+    store[rule.name] = rule
+    return True
 
 
 def _check_graph(rules: Mapping[str, Rule], start: Iterable[str]) -> list[RuleError]:
@@ -708,27 +727,16 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
     for spec in specs:
         if _is_file_spec(spec):
             try:
-                loaded = _load_with_dependencies(spec)
+                direct, loaded = _load_with_dependencies(spec)
             except RuleValidationError as exc:
                 problems.extend(exc.errors)
                 continue
             except RuleError as exc:
                 problems.append(exc)
                 continue
-            direct = {r.name for r in load_file_rules(spec)} if loaded else set()
             for rule in loaded:
-                other = from_files.get(rule.name)
-                if other is not None and other.source_file != rule.source_file:
-                    problems.append(
-                        RuleError(
-                            rule.source_file,
-                            None,
-                            f"duplicate rule name {rule.name!r}",
-                            f"also defined in {other.source_file}",
-                        )
-                    )
+                if not _add_unique(from_files, rule, problems):
                     continue
-                from_files[rule.name] = rule
                 if rule.name in direct and rule.name not in requested:
                     requested.append(rule.name)
         elif spec in library:
@@ -785,18 +793,7 @@ def validate_files(
             problems.append(exc)
             continue
         for rule in rules:
-            other = loaded.get(rule.name)
-            if other is not None and other.source_file != rule.source_file:
-                problems.append(
-                    RuleError(
-                        rule.source_file,
-                        None,
-                        f"duplicate rule name {rule.name!r}",
-                        f"also defined in {other.source_file}",
-                    )
-                )
-                continue
-            loaded[rule.name] = rule
+            _add_unique(loaded, rule, problems)
     if library is None:
         try:
             library = load_library()
