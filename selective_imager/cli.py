@@ -6,9 +6,12 @@ error, 3 fatal. Errors print one line, never a traceback, never a secret.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -34,7 +37,7 @@ from selective_imager.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from selective_imager.discovery import Disk, OpenVolume
     from selective_imager.models import FileEntry
@@ -115,28 +118,72 @@ BekFile = Annotated[
 ]
 
 
-def _credentials(
-    password: bool,
-    recovery_password: bool,
-    password_file: list[Path] | None,
-    recovery_password_file: list[Path] | None,
-    password_env: list[str] | None,
-    recovery_password_env: list[str] | None,
-    bek: list[Path] | None,
-) -> PromptingCredentials:
-    static: list[Credential] = []
-    for path in password_file or []:
-        static.append(credential_from_file(PASSWORD, path))
-    for path in recovery_password_file or []:
-        static.append(credential_from_file(RECOVERY_PASSWORD, path))
-    for var in password_env or []:
-        static.append(credential_from_env(PASSWORD, var))
-    for var in recovery_password_env or []:
-        static.append(credential_from_env(RECOVERY_PASSWORD, var))
-    for path in bek or []:
-        static.append(credential_from_file(STARTUP_KEY, path))
-    ask = tuple(k for k, on in ((PASSWORD, password), (RECOVERY_PASSWORD, recovery_password)) if on)
-    return PromptingCredentials(static=static, ask=ask, prompt=_prompt_secret if ask else None)
+@dataclass(frozen=True)
+class _CredentialOptions:
+    """The credential options every command that opens a source takes."""
+
+    password: bool = False
+    recovery_password: bool = False
+    password_file: list[Path] | None = None
+    recovery_password_file: list[Path] | None = None
+    password_env: list[str] | None = None
+    recovery_password_env: list[str] | None = None
+    bek: list[Path] | None = None
+
+    def build(self) -> PromptingCredentials:
+        """Read files and variables now; prompts wait until a locked volume is met."""
+        static: list[Credential] = []
+        static += [credential_from_file(PASSWORD, p) for p in self.password_file or []]
+        static += [
+            credential_from_file(RECOVERY_PASSWORD, p) for p in self.recovery_password_file or []
+        ]
+        static += [credential_from_env(PASSWORD, v) for v in self.password_env or []]
+        static += [
+            credential_from_env(RECOVERY_PASSWORD, v) for v in self.recovery_password_env or []
+        ]
+        static += [credential_from_file(STARTUP_KEY, p) for p in self.bek or []]
+        ask = tuple(
+            kind
+            for kind, on in ((PASSWORD, self.password), (RECOVERY_PASSWORD, self.recovery_password))
+            if on
+        )
+        return PromptingCredentials(static=static, ask=ask, prompt=_prompt_secret if ask else None)
+
+
+_NO_CREDENTIALS = _CredentialOptions()
+
+_CREDENTIAL_PARAMETERS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("password", PasswordPrompt, False),
+        ("recovery_password", RecoveryPrompt, False),
+        ("password_file", PasswordFile, None),
+        ("recovery_password_file", RecoveryFile, None),
+        ("password_env", PasswordEnv, None),
+        ("recovery_password_env", RecoveryEnv, None),
+        ("bek", BekFile, None),
+    )
+)
+
+
+def _with_credentials(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the credential options, handed over as one ``credentials`` value.
+
+    typer has no option groups; this declares the seven options once instead of in
+    every command that opens a source.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    own = [p for name, p in signature.parameters.items() if name != "credentials"]
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> None:
+        options = {p.name: kwargs.pop(p.name) for p in _CREDENTIAL_PARAMETERS}
+        func(*args, credentials=_CredentialOptions(**options), **kwargs)
+
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*own, *_CREDENTIAL_PARAMETERS]
+    )
+    return command
 
 
 def _prompt_secret(kind: str, message: str) -> str:
@@ -192,28 +239,15 @@ def _human(size: int) -> str:
 
 
 @app.command()
+@_with_credentials
 def info(
     source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    password: PasswordPrompt = False,
-    recovery_password: RecoveryPrompt = False,
-    password_file: PasswordFile = None,
-    recovery_password_file: RecoveryFile = None,
-    password_env: PasswordEnv = None,
-    recovery_password_env: RecoveryEnv = None,
-    bek: BekFile = None,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Show the source, its partitions, encrypted volumes and file systems."""
     with _errors():
-        creds = _credentials(
-            password,
-            recovery_password,
-            password_file,
-            recovery_password_file,
-            password_env,
-            recovery_password_env,
-            bek,
-        )
+        creds = credentials.build()
         with _open(source, creds) as disk:
             data = disk.as_dict()
     if json_output:
@@ -319,6 +353,7 @@ def _pick_volume(disk: Disk, index: int | None) -> OpenVolume:
 
 
 @app.command()
+@_with_credentials
 def ls(
     source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
     path: Annotated[str, typer.Argument(help="Directory or file, '/'-separated.")] = "",
@@ -329,26 +364,12 @@ def ls(
         bool, typer.Option("--recursive", "-r", help="List the whole tree.")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
-    password: PasswordPrompt = False,
-    recovery_password: RecoveryPrompt = False,
-    password_file: PasswordFile = None,
-    recovery_password_file: RecoveryFile = None,
-    password_env: PasswordEnv = None,
-    recovery_password_env: RecoveryEnv = None,
-    bek: BekFile = None,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """List a directory (or the tree) of a volume with entry numbers, sizes, times and ADS."""
     code = EXIT_OK
     with _errors():
-        creds = _credentials(
-            password,
-            recovery_password,
-            password_file,
-            recovery_password_file,
-            password_env,
-            recovery_password_env,
-            bek,
-        )
+        creds = credentials.build()
         with _open(source, creds) as disk:
             vol = _pick_volume(disk, volume)
             fs = vol.filesystem
@@ -481,6 +502,7 @@ def _parse_size(text: str) -> int:
 
 
 @app.command()
+@_with_credentials
 def collect(
     source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
     output: Annotated[
@@ -519,13 +541,7 @@ def collect(
     examiner: Annotated[str, typer.Option("--examiner", help="Examiner name.")] = "",
     notes: Annotated[str, typer.Option("--notes", help="Free-text notes.")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    password: PasswordPrompt = False,
-    recovery_password: RecoveryPrompt = False,
-    password_file: PasswordFile = None,
-    recovery_password_file: RecoveryFile = None,
-    password_env: PasswordEnv = None,
-    recovery_password_env: RecoveryEnv = None,
-    bek: BekFile = None,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
     from selective_imager.collector import CollectOptions
@@ -550,15 +566,7 @@ def collect(
         if output is not None and output.exists() and not force and not dry_run:
             raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
         ruleset = resolve(rule or ["triage"])
-        creds = _credentials(
-            password,
-            recovery_password,
-            password_file,
-            recovery_password_file,
-            password_env,
-            recovery_password_env,
-            bek,
-        )
+        creds = credentials.build()
         with _open(source, creds) as disk:
             if dry_run:
                 code = _dry_run(disk, ruleset, volume, strategy, json_output)
@@ -784,6 +792,7 @@ def hash_command(
 
 # -- verify / extract / show -------------------------------------------------
 @app.command()
+@_with_credentials
 def verify(
     container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
     source: Annotated[
@@ -791,13 +800,7 @@ def verify(
         typer.Option("--source", help="Also re-read every item and re-hash the disk from it."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    password: PasswordPrompt = False,
-    recovery_password: RecoveryPrompt = False,
-    password_file: PasswordFile = None,
-    recovery_password_file: RecoveryFile = None,
-    password_env: PasswordEnv = None,
-    recovery_password_env: RecoveryEnv = None,
-    bek: BekFile = None,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Re-hash every member against the manifest and the seal (and the source)."""
     from selective_imager.container.reader import open_container
@@ -827,15 +830,7 @@ def verify(
                     if line
                 ]
                 acquisition = box.acquisition() or {}
-            creds = _credentials(
-                password,
-                recovery_password,
-                password_file,
-                recovery_password_file,
-                password_env,
-                recovery_password_env,
-                bek,
-            )
+            creds = credentials.build()
             with _open(source, creds) as disk:
                 source_checked, item_diffs = reverify_items(disk, records)
                 disk_diffs = reverify_disk(disk, acquisition)
