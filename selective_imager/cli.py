@@ -529,8 +529,12 @@ def collect(
         str, typer.Option("--disk-hash-mode", help="'after' the artifacts, or 'concurrent'.")
     ] = "after",
     piece_size: Annotated[
-        str, typer.Option("--piece-size", help="Piecewise disk SHA-256 size, e.g. 1GiB.")
-    ] = "1GiB",
+        str,
+        typer.Option(
+            "--piece-size",
+            help="Also a SHA-256 per piece of the disk, e.g. 1GiB (0: off; a 4th pass).",
+        ),
+    ] = "0",
     store: Annotated[bool, typer.Option("--store", help="Do not compress members.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     strategy: Annotated[
@@ -706,12 +710,16 @@ def hash_command(
         str, typer.Option("--disk-hash", "--hash", help="Algorithms.")
     ] = "md5,sha1,sha256",
     piece_size: Annotated[
-        str, typer.Option("--piece-size", help="Piece size, e.g. 1GiB.")
-    ] = "1GiB",
+        str,
+        typer.Option(
+            "--piece-size",
+            help="Also a SHA-256 per piece, e.g. 1GiB (0: off; a 4th pass).",
+        ),
+    ] = "0",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Hash the whole source (raw bytes), with piecewise SHA-256."""
+    """Hash the whole source (raw bytes), optionally with piecewise SHA-256."""
     import threading
 
     from selective_imager.hashing import hash_source, parse_algorithms

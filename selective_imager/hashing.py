@@ -376,7 +376,7 @@ def hash_source(
     stream: ByteStream,
     algorithms: Iterable[str],
     *,
-    piece_size: int = 1 << 30,
+    piece_size: int = 0,
     chunk_size: int = 4 << 20,
     sector_size: int = 512,
     progress: Callable[[int], None] | None = None,
