@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ from selective_imager.streams import ByteStream, LibyalStream, OverlayStream, Ra
 
 if TYPE_CHECKING:
     from selective_imager.credentials import CredentialProvider
-    from selective_imager.fve import FveMetadata
+    from selective_imager.fve import FullVolumeKey, FveMetadata
     from selective_imager.models import VolumeInfo
 
 FVE_SIGNATURE = b"-FVE-FS-"
@@ -224,7 +226,10 @@ def open_bitlocker(
     }
     unlocked_with = ""
     unlocking: Credential | None = None
+    derivation: Future[FullVolumeKey] | None = None
     tried: list[str] = []
+    # Read before unlocking, in this thread: the derivation thread touches no stream.
+    plan = _plan_fast_path(base) if backend == BACKEND_OPENSSL else _FastPlan(None, "")
     if not handle.is_locked():
         unlocked_with = (
             "clear_key" if "clear_key" in protectors else ("none" if method == 0 else "")
@@ -232,11 +237,15 @@ def open_bitlocker(
     else:
         credentials = list(provider.credentials_for(volume)) if provider is not None else []
         for cred in credentials:
+            # The key derivation (a ~0.5 s password stretch) runs beside pybde's own
+            # unlock: pybde releases the GIL, so on two cores the pair costs one stretch.
+            pending = _start_derivation(plan, cred)
             ok, handle, why = _try_credential(pybde, base, handle, cred)
             tried.append(f"{cred.describe()}: {why}" if why else cred.describe())
             if ok:
                 unlocked_with = cred.kind
                 unlocking = cred
+                derivation = pending
                 break
     if handle.is_locked():
         handle.close()
@@ -258,7 +267,7 @@ def open_bitlocker(
     if backend == BACKEND_PYBDE:
         fast, note = None, "OpenSSL fast path switched off: the pybde backend was requested"
     else:
-        fast, note = _fast_path(base, handle, size, unlocked_with, unlocking)
+        fast, note = _fast_path(base, handle, size, plan, unlocked_with, unlocking, derivation)
     if fast is not None:
         # Checked equal to pybde; pybde is no longer needed.
         handle.close()
@@ -279,39 +288,94 @@ def open_bitlocker(
     return BitLockerVolume(info, _BdeStream(handle, size), handle)
 
 
+@dataclass(frozen=True, slots=True)
+class _FastPlan:
+    """The FVE metadata the fast path will use, or why it cannot be used."""
+
+    metadata: FveMetadata | None
+    problem: str
+
+
+def _plan_fast_path(base: ByteStream) -> _FastPlan:
+    """Read the FVE metadata for the fast path (numpy is imported later, off this path)."""
+    try:
+        from selective_imager import fve
+    except ImportError as exc:  # cryptography missing
+        return _FastPlan(None, f"OpenSSL fast path unavailable ({exc.name or exc} not installed)")
+    try:
+        metadata = fve.read_metadata(base)
+    except (SelectiveImagerError, OSError, ValueError, struct.error) as exc:
+        return _FastPlan(None, f"OpenSSL fast path not used: {short_error(exc)}")
+    if metadata.method == fve.METHOD_NONE:
+        return _FastPlan(None, "the volume is not encrypted (method none): pybde reads it")
+    if metadata.state != 4 or metadata.next_state != 4:
+        # A conversion in progress: libbde's rules for it are not modelled.
+        return _FastPlan(
+            None,
+            "OpenSSL fast path not used: the volume is converting "
+            f"(FVE state {metadata.state} to {metadata.next_state})",
+        )
+    return _FastPlan(metadata, "")
+
+
+def _start_derivation(plan: _FastPlan, cred: Credential) -> Future[FullVolumeKey] | None:
+    """Derive the full-volume key from ``cred`` in a thread; None if there is no plan."""
+    if plan.metadata is None or cred.kind not in (PASSWORD, RECOVERY_PASSWORD, STARTUP_KEY):
+        return None
+    from selective_imager import fve
+
+    metadata, kind, secret = plan.metadata, cred.kind, cred.secret
+    future: Future[FullVolumeKey] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            # Importing numpy (~0.1 s) here too overlaps it with pybde's unlock.
+            from selective_imager import fastbde  # noqa: F401
+
+            future.set_result(fve.derive_full_volume_key(metadata, kind, secret))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result(); never hang it
+            future.set_exception(exc)
+
+    # A daemon: a wrong credential's stretch may still run when the next one is tried.
+    threading.Thread(target=run, name="fve-key", daemon=True).start()
+    return future
+
+
 def _fast_path(
-    base: ByteStream, handle: Any, size: int, unlocked_with: str, credential: Credential | None
+    base: ByteStream,
+    handle: Any,
+    size: int,
+    plan: _FastPlan,
+    unlocked_with: str,
+    credential: Credential | None,
+    derivation: Future[FullVolumeKey] | None,
 ) -> tuple[ByteStream | None, str]:
     """The checked OpenSSL stream, or None and why pybde has to stay.
 
     The key comes from the credential that unlocked pybde (or the clear key), so a wrong
     credential never gets here. Messages name what failed, never a secret.
     """
+    metadata = plan.metadata
+    if metadata is None:
+        return None, plan.problem
     try:
         from selective_imager import fastbde, fve
     except ImportError as exc:  # numpy missing
         return None, f"OpenSSL fast path unavailable ({exc.name or exc} not installed)"
+    problem = fastbde.unsupported_reason(metadata)
+    if problem:
+        return None, f"OpenSSL fast path not used: {problem}"
     try:
-        metadata = fve.read_metadata(base)
-        if metadata.method == fve.METHOD_NONE:
-            return None, "the volume is not encrypted (method none): pybde reads it"
-        # Checked before the key is derived: the password stretch costs ~0.5 s.
-        problem = fastbde.unsupported_reason(metadata)
-        if not problem and (metadata.state != 4 or metadata.next_state != 4):
-            # A conversion in progress: libbde's rules for it are not modelled.
-            problem = (
-                f"the volume is converting (FVE state {metadata.state} to {metadata.next_state})"
-            )
-        secret: str | None = None
-        if unlocked_with == fve.CLEAR_KEY:
-            kind = fve.CLEAR_KEY
+        if derivation is not None:
+            key = derivation.result()
+        elif unlocked_with == fve.CLEAR_KEY:
+            key = fve.derive_full_volume_key(metadata, fve.CLEAR_KEY, None)
         elif credential is not None:
-            kind, secret = credential.kind, credential.secret
+            key = fve.derive_full_volume_key(metadata, credential.kind, credential.secret)
         else:
-            problem = problem or "no credential to derive the key from"
-        if problem:
-            return None, f"OpenSSL fast path not used: {problem}"
-        key = fve.derive_full_volume_key(metadata, kind, secret)
+            return None, "OpenSSL fast path not used: no credential to derive the key from"
         fast = fastbde.FastBdeStream(base, metadata, key, size)
         difference = _compare_with_pybde(fast, handle, size, metadata)
     except (SelectiveImagerError, OSError, ValueError, struct.error) as exc:
