@@ -720,7 +720,14 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
         RuleValidationError: unknown names, invalid files, duplicate names among the
             given files, unknown includes or include cycles.
     """
-    library = load_library() if library is None else library
+    # The library (24 files, ~0.1 s to load) is read only when a name needs it.
+    loaded_library: list[Mapping[str, Rule]] = [] if library is None else [library]
+
+    def lib() -> Mapping[str, Rule]:
+        if not loaded_library:
+            loaded_library.append(load_library())
+        return loaded_library[0]
+
     problems: list[RuleError] = []
     from_files: dict[str, Rule] = {}
     requested: list[str] = []
@@ -739,7 +746,7 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
                     continue
                 if rule.name in direct and rule.name not in requested:
                     requested.append(rule.name)
-        elif spec in library:
+        elif spec in lib():
             if spec not in requested:
                 requested.append(spec)
         else:
@@ -751,7 +758,9 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
                     "see rules list",
                 )
             )
-    available: dict[str, Rule] = {**library, **from_files}
+    if any(name not in from_files for rule in from_files.values() for name in rule.include):
+        lib()
+    available: dict[str, Rule] = {**(loaded_library[0] if loaded_library else {}), **from_files}
     problems.extend(_check_graph(available, requested))
     if problems:
         raise RuleValidationError(problems)
