@@ -179,7 +179,7 @@ class _Run:
         self.stored: dict[str, str] = {}  # sha256 -> member name
         self.started = utc_now()
         self.sentinel_start = _sentinel(disk) if disk.source.info.is_device else ""
-        self.writer = ZipWriter(output, overwrite=options.overwrite)
+        self.writer = ZipWriter(output, overwrite=options.overwrite, hash_output=True)
         try:
             self.manifest = Journal(output.with_name(output.name + ".manifest.jsonl.part"))
             self.log = Journal(output.with_name(output.name + ".log.jsonl.part"))
@@ -718,8 +718,12 @@ def _finalise(run: _Run) -> None:
         run.writer.close()
     run.manifest.remove()
     run.log.remove()
-    h = hashlib.sha256()
-    with open(run.output, "rb") as fh:
-        while chunk := fh.read(4 << 20):
-            h.update(chunk)
-    run.report.container_sha256 = h.hexdigest()
+    digest = run.writer.sha256
+    if digest is None:
+        # The follower could not read the output back (or no preadv): one more pass.
+        h = hashlib.sha256()
+        with open(run.output, "rb") as fh:
+            while chunk := fh.read(4 << 20):
+                h.update(chunk)
+        digest = h.hexdigest()
+    run.report.container_sha256 = digest

@@ -253,6 +253,28 @@ def test_discard_leaves_no_trace(tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
+@pytest.mark.parametrize("compress", [True, False, None])
+def test_output_hash_follows_the_writer(tmp_path, compress):
+    """The SHA-256 computed while writing equals hashlib over the finished file, also
+    when members are discarded after more than a hash step was written."""
+    path = tmp_path / "h.zip"
+    rng = __import__("random").Random(3)
+    with ZipWriter(path, hash_output=True, fsync=False) as zw:
+        for i in range(40):
+            zw.add_bytes(f"small/{i}", rng.randbytes(rng.randrange(0, 50_000)), compress=compress)
+        big = zw.begin("big", compress=compress)
+        for _ in range(5):
+            big.write(rng.randbytes(1 << 20))
+        big.close()
+        dropped = zw.begin("dropped", compress=compress)
+        dropped.write(rng.randbytes(3 << 20))
+        dropped.discard()
+        zw.add_bytes("after", b"x" * 2_000_000, compress=compress)
+    assert zw.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None and "dropped" not in zf.namelist()
+
+
 def test_writer_refuses_bad_use(tmp_path):
     path = tmp_path / "x.zip"
     path.write_bytes(b"existing")

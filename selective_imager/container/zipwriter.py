@@ -29,6 +29,11 @@ copies in 8 KiB pieces. This writer streams each member straight to the output f
 Memory stays flat: at most a few blocks per worker are in flight, and the list of
 central-directory records is the only per-member state.
 
+With ``hash_output=True`` a thread follows the writer and computes the SHA-256 of the
+whole file: it reads back (from the page cache) only bytes before the open member's
+local header, which the writer never touches again, so the hash is ready when
+:meth:`ZipWriter.close` returns instead of costing a second pass afterwards.
+
 References:
     PKWARE APPNOTE.TXT 6.3.x (sections 4.3.7 local header, 4.3.12 central directory,
     4.3.14-4.3.16 ZIP64 end records, 4.5.3 ZIP64 extra); Info-ZIP extra field list
@@ -40,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 import time
 import zlib
 from collections import deque
@@ -75,6 +81,8 @@ _MAX32 = 0xFFFFFFFF
 _MAX16 = 0xFFFF
 _WINDOW = 32 * 1024
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # a final, empty fixed-Huffman deflate block
+# The follower hasher is woken (and the file flushed) after at least this much output.
+_HASH_STEP = 1 << 20
 
 _LOCAL_FMT = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_FMT = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -344,6 +352,65 @@ class MemberWriter:
             self._owner._write(item.result() if isinstance(item, Future) else item)
 
 
+class _OutputHasher:
+    """SHA-256 of a file being written, by a thread reading behind the writer.
+
+    The writer calls :meth:`advance` with an offset below which the file is final (and
+    flushed); :meth:`finish` waits for the rest. Reads use their own descriptor, so the
+    writer's buffered file object is never shared between threads.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._sha = hashlib.sha256()
+        self._done = 0
+        self._limit = 0
+        self._final = False
+        self._error: OSError | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="zip-sha256", daemon=True)
+        self._thread.start()
+
+    def advance(self, limit: int) -> None:
+        with self._cond:
+            if limit > self._limit:
+                self._limit = limit
+                self._cond.notify()
+
+    def finish(self, size: int) -> str | None:
+        """The digest of the first ``size`` bytes; None if reading back failed."""
+        with self._cond:
+            self._limit = max(self._limit, size)
+            self._final = True
+            self._cond.notify()
+        self._thread.join()
+        os.close(self._fd)
+        if self._error is not None or self._done != size:
+            return None
+        return self._sha.hexdigest()
+
+    def _run(self) -> None:
+        buf = bytearray(4 << 20)
+        view = memoryview(buf)
+        while True:
+            with self._cond:
+                while self._done >= self._limit and not self._final:
+                    self._cond.wait()
+                limit = self._limit
+                if self._done >= limit:
+                    return
+            try:
+                while self._done < limit:
+                    n = os.preadv(self._fd, [view[: min(len(buf), limit - self._done)]], self._done)
+                    if n <= 0:
+                        raise OSError(f"short read at {self._done}")
+                    self._sha.update(view[:n])
+                    self._done += n
+            except OSError as exc:
+                self._error = exc
+                return
+
+
 class ZipWriter:
     """Writes a ZIP64 file sequentially, one member at a time.
 
@@ -357,6 +424,8 @@ class ZipWriter:
         block_size: deflate block handed to one thread.
         trial_size: bytes compressed to decide stored/deflated when ``compress=None``.
         min_saving: the fraction the trial must save for the member to be deflated.
+        hash_output: compute the SHA-256 of the finished file while writing it
+            (:attr:`sha256` after :meth:`close`).
 
     Raises:
         ContainerError: the file exists (without ``overwrite``) or cannot be created.
@@ -374,6 +443,7 @@ class ZipWriter:
         block_size: int = 1 << 20,
         trial_size: int = 256 << 10,
         min_saving: float = 0.08,
+        hash_output: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         try:
@@ -397,6 +467,11 @@ class ZipWriter:
         self._current: MemberWriter | None = None
         self._pos = 0
         self._closed = False
+        self.sha256: str | None = None
+        self._hasher_mark = 0
+        self._hasher: _OutputHasher | None = None
+        if hash_output and hasattr(os, "preadv"):
+            self._hasher = _OutputHasher(self.path)
 
     # -- public ------------------------------------------------------------------
     @property
@@ -491,6 +566,8 @@ class ZipWriter:
             self._file.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
+            if self._hasher is not None:
+                self.sha256 = self._hasher.finish(self._pos)
 
     def __enter__(self) -> ZipWriter:
         return self
@@ -537,6 +614,14 @@ class ZipWriter:
         self._members.append(info)
         self._names.add(info.name)
         self._current = None
+        if self._hasher is not None and self._pos - self._hasher_mark >= _HASH_STEP:
+            # Everything so far is final: let the follower read it back.
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise ContainerError(f"cannot write {self.path}: {exc}") from exc
+            self._hasher_mark = self._pos
+            self._hasher.advance(self._pos)
 
     def _member_discarded(self, member: MemberWriter) -> None:
         try:
