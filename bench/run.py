@@ -335,7 +335,7 @@ def main() -> None:
                     help="1 round, the 200k-entry volume instead of 1M, no 4 GiB hash")
     ap.add_argument("--rounds", type=int, help="rounds per workload (default 3; --quick 1)")
     ap.add_argument("--only", help="comma-separated workloads: collect, bitlocker, bigfile, "
-                                   "scale, hash, startup")
+                                   "bde-read, scale, hash, startup")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before every run (hashing always does)")
     ap.add_argument("--no-install", action="store_true", help="do not (re)install peer venvs")
@@ -393,6 +393,36 @@ def main() -> None:
             collection_tools(img, exp, True, peer_errors), rounds, cold=args.cold,
             notes=["image_export misses every profile hive here (it found them on the plain "
                    "disk): beyond the 4 files of the selection difference, a silent loss"])
+    if want("bde-read"):
+        meta = wl.build("bitlocker1g", False)
+        img = wl.IMAGES / meta["image"]
+        # The decryption alone: the whole volume read through each decryptor (pybde
+        # unlocks in both; the fast path then decrypts with OpenSSL, checked against it).
+        start, length = wl.partition_extent(img, meta["partition"])
+        pw = str(wl.IMAGES / "bitlocker1g.password.txt")
+        seen: dict[str, str] = {}
+
+        def bde_reader(style: str) -> Callable[[Path, Path], dict]:
+            def read(_d: Path, log: Path) -> dict:
+                data = json.loads(log.read_text().strip().splitlines()[-1])
+                if style == "pybde":
+                    seen.setdefault("crc32", data["crc32"])
+                ok = data["bytes"] == length and data["crc32"] == seen.get("crc32")
+                return {"hashes_ok": ok, "algorithms": [f"crc32 {data['crc32']} = pybde's"],
+                        "decryptor": data["decryptor"]}
+            return read
+
+        W["bitlocker-read"] = rw(
+            "bitlocker-read", f"decrypt the whole {length / 2**20:,.0f} MiB BitLocker volume "
+            "(unlock + sequential 4 MiB reads)", img,
+            [Tool("pybde", "pybde decrypts", "peer",
+                  lambda d: [PY, str(HERE / "bde_read.py"), str(img), str(start), str(length),
+                             pw, "pybde"], bde_reader("pybde")),
+             Tool("ours", "selective_imager fast path (OpenSSL)", "ours",
+                  lambda d: [PY, str(HERE / "bde_read.py"), str(img), str(start), str(length),
+                             pw, "openssl"], bde_reader("ours"))],
+            rounds, cold=args.cold, notes=["both print a CRC-32 of the decrypted volume; "
+                                           "ours must equal pybde's"])
     if want("bigfile"):
         meta = wl.build("bigfile", False)
         img = wl.IMAGES / meta["image"]

@@ -644,3 +644,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def partition_extent(image: Path, number: int) -> tuple[int, int]:
+    """(byte offset, byte length) of GPT partition ``number`` (1-based) of ``image``."""
+    with open(image, "rb") as f:
+        f.seek(512)
+        header = f.read(92)
+        entries_lba, _count, entry_size = struct.unpack_from("<QII", header, 72)
+        f.seek(entries_lba * 512 + (number - 1) * entry_size)
+        first, last = struct.unpack_from("<QQ", f.read(entry_size), 32)
+    return first * 512, (last - first + 1) * 512

@@ -40,7 +40,9 @@ be read from several threads (when its raw stream allows that, as
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,6 +66,9 @@ SUPPORTED_METHODS = (
     fve.METHOD_AES_256_XTS,
 )
 DEFAULT_CHUNK = 4 << 20  # bytes per batch: 1-4 MiB measured fastest
+# Batches at least this big are decrypted in two halves on two cores.
+_PARALLEL_MIN = 1 << 20
+_CPUS = os.cpu_count() or 1
 _U64 = np.dtype("<u8")
 # OpenSSL refuses an XTS data unit above 2^20 blocks; stay well below.
 _MAX_ECB_CALL = 8 << 20
@@ -398,6 +403,14 @@ class FastBdeStream(ByteStream):
         if self._plain_from >= size + (-size) % ss:
             self._plain_from = 0
         self._scratch = _Scratch()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the decryption thread (the raw stream belongs to the caller)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        super().close()
 
     def __repr__(self) -> str:
         name = fve.METHOD_NAMES.get(self.method, hex(self.method))
@@ -425,7 +438,24 @@ class FastBdeStream(ByteStream):
         n = len(data)
         # Bytes before the unencrypted tail (libbde: offset >= encrypted volume size).
         split = min(max(self._plain_from - physical, 0), n) if self._plain_from else n
-        if split:
+        if split >= _PARALLEL_MIN and _CPUS > 1:
+            # numpy and OpenSSL release the GIL: the second half goes to another core.
+            # Only decryption runs there; the source is read by the caller's thread.
+            half = split // 2 - (split // 2) % self._sector_size
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="bde")
+            other = self._pool.submit(
+                self._engine.decrypt_into,
+                data[half:split],
+                physical + half,
+                dst[half:split],
+                self._scratch,
+            )
+            try:
+                self._engine.decrypt_into(data[:half], physical, dst[:half], self._scratch)
+            finally:
+                other.result()
+        elif split:
             self._engine.decrypt_into(data[:split], physical, dst[:split], self._scratch)
         if split < n:
             dst[split:] = data[split:]
