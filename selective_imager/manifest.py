@@ -8,10 +8,13 @@ finalised they are copied in as members and the journals removed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 from typing import TYPE_CHECKING, Any
+
+from selective_imager.errors import ContainerError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,17 +38,31 @@ class Journal:
         self.count = 0
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record as one line."""
-        self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
-        self._file.flush()
+        """Write one record as one line.
+
+        Raises:
+            ContainerError: the journal cannot be written (it lives beside the output).
+        """
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self.count += 1
 
     def close(self) -> None:
         """Close the file (kept on disk)."""
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
+        except OSError as exc:
+            raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            # After a failed flush, closing fails the same way; the error above is the one.
+            with contextlib.suppress(OSError):
+                self._file.close()
 
     def remove(self) -> None:
         """Close and delete the journal (after it was copied into the container)."""

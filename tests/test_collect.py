@@ -420,3 +420,43 @@ def test_piecewise_disk_hash_localizes_a_changed_source(unpacked, tmp_path):
     report = json.loads(result.stdout)
     where = sorted({d["what"] for d in report["differences"]})
     assert where == ["disk", "disk piece 0 [0, 1048576)"], report
+
+
+def test_full_output_disk_stops_cleanly_and_keeps_what_was_collected(unpacked, truth, tmp_path):
+    """Output on a 200 KiB tmpfs: one-line error, exit 3, a valid ZIP of the members
+    closed before, each equal to icat, and the journals left beside it."""
+    import hashlib
+    import os
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    image = unpacked("gpt-ntfs.raw")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(small)], check=True)
+    try:
+        out = small / "c.zip"
+        result = CliRunner().invoke(
+            app, ["collect", str(image), "-o", str(out), "--rule", "triage", "--store", "-q"]
+        )
+        assert result.exit_code == 3, result.output
+        message = result.output.strip()
+        assert "\n" not in message and "No space left on device" in message, message
+        assert "c.zip.manifest.jsonl.part" in message
+        journal = [json.loads(x) for x in (small / "c.zip.manifest.jsonl.part").read_text().splitlines()]
+        kept = [r for r in journal if r["outcome"] == "collected"]
+        assert kept and any(r["outcome"] == "failed" for r in journal)
+        parts = {p["index"]: p["start_sector"] for p in truth("gpt-ntfs")["partitions"]}
+        with zipfile.ZipFile(out) as zf:
+            assert zf.testzip() is None
+            assert sorted(zf.namelist()) == sorted(r["container_path"] for r in kept)
+            for rec in kept:
+                data = zf.read(rec["container_path"])
+                assert hashlib.sha256(data).hexdigest() == rec["hashes"]["sha256"]
+                streams = oracles.fls_streams(image, parts[rec["volume"]])
+                addr = streams[rec["path"] + (f":{rec['stream']}" if rec["stream"] else "")]
+                assert rec["hashes"]["sha256"] == oracles.icat_sha256(
+                    image, parts[rec["volume"]], addr
+                )
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -42,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -468,6 +469,7 @@ class ZipWriter:
         self._pos = 0
         self._closed = False
         self.sha256: str | None = None
+        self._committed = 0  # end of the last closed member
         self._hasher_mark = 0
         self._hasher: _OutputHasher | None = None
         if hash_output and hasattr(os, "preadv"):
@@ -552,6 +554,7 @@ class ZipWriter:
         """
         if self._closed:
             return
+        error: ContainerError | None = None
         try:
             if self._current is not None:
                 self._current.discard()
@@ -559,15 +562,22 @@ class ZipWriter:
             self._file.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
+        except ContainerError as exc:
+            error = exc
         except OSError as exc:
-            raise ContainerError(f"cannot finish {self.path}: {exc}") from exc
+            error = ContainerError(f"cannot finish {self.path}: {exc.strerror or exc}")
         finally:
             self._closed = True
-            self._file.close()
+            if error is None:
+                self._file.close()
+            else:
+                self._salvage()
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
             if self._hasher is not None:
                 self.sha256 = self._hasher.finish(self._pos)
+        if error is not None:
+            raise error
 
     def __enter__(self) -> ZipWriter:
         return self
@@ -579,6 +589,40 @@ class ZipWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _salvage(self) -> None:
+        """After a write error (a full disk): keep every closed member readable.
+
+        The file is cut back to the end of the last closed member (dropping the member
+        or metadata that failed, and any buffered bytes the error left behind) and a
+        central directory for the closed members is written there. If even that does
+        not fit, the file ends after the last member: its local headers are complete,
+        so ``zip -FF`` rebuilds the directory.
+        """
+        fd = os.dup(self._file.fileno())
+        try:
+            # Closing flushes the buffer, which may fail again; the file is closed anyway
+            # and the bytes that could not be written lie past the cut below.
+            with contextlib.suppress(OSError):
+                self._file.close()
+            end = self._committed
+            os.ftruncate(fd, end)
+            self._pos = end
+            directory = self._central_directory(end)
+            try:
+                written = os.pwrite(fd, directory, end)
+                if written == len(directory):
+                    self._pos = end + written
+                    os.fsync(fd)
+                else:
+                    os.ftruncate(fd, end)
+            except OSError:
+                os.ftruncate(fd, end)
+        except OSError:
+            # Not even the cut worked; the journals beside the output keep the record.
+            self._pos = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     # -- used by MemberWriter ------------------------------------------------------
     def _tell(self) -> int:
@@ -611,15 +655,17 @@ class ZipWriter:
         return self._executor
 
     def _member_closed(self, member: MemberWriter, info: MemberInfo) -> None:
+        # Flushed so that a later write error can cut the file back to here (_salvage)
+        # without losing this member, and so the follower hasher can read it.
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self._members.append(info)
         self._names.add(info.name)
         self._current = None
+        self._committed = self._pos
         if self._hasher is not None and self._pos - self._hasher_mark >= _HASH_STEP:
-            # Everything so far is final: let the follower read it back.
-            try:
-                self._file.flush()
-            except OSError as exc:
-                raise ContainerError(f"cannot write {self.path}: {exc}") from exc
             self._hasher_mark = self._pos
             self._hasher.advance(self._pos)
 
@@ -635,43 +681,44 @@ class ZipWriter:
 
     # -- central directory -----------------------------------------------------------
     def _write_central_directory(self) -> None:
-        start = self._pos
+        self._write(self._central_directory(self._pos))
+
+    def _central_directory(self, start: int) -> bytes:
+        """The central directory and end records for a directory written at ``start``."""
+        out = bytearray()
         for info in self._members:
-            self._write(self._central_record(info))
-        cd_size = self._pos - start
+            out += self._central_record(info)
+        cd_size = len(out)
         count = len(self._members)
         zip64 = self.force_zip64 or count > _MAX16 or start >= _MAX32 or cd_size >= _MAX32
         if zip64:
-            eocd64_offset = self._pos
-            self._write(
-                struct.pack(
-                    "<IQHHIIQQQQ",
-                    _EOCD64_SIG,
-                    44,
-                    _MADE_BY,
-                    _VERSION_ZIP64,
-                    0,
-                    0,
-                    count,
-                    count,
-                    cd_size,
-                    start,
-                )
+            eocd64_offset = start + len(out)
+            out += struct.pack(
+                "<IQHHIIQQQQ",
+                _EOCD64_SIG,
+                44,
+                _MADE_BY,
+                _VERSION_ZIP64,
+                0,
+                0,
+                count,
+                count,
+                cd_size,
+                start,
             )
-            self._write(struct.pack("<IIQI", _LOCATOR64_SIG, 0, eocd64_offset, 1))
-        self._write(
-            struct.pack(
-                "<IHHHHIIH",
-                _EOCD_SIG,
-                0,
-                0,
-                min(count, _MAX16),
-                min(count, _MAX16),
-                _MAX32 if zip64 and cd_size >= _MAX32 else min(cd_size, _MAX32),
-                _MAX32 if zip64 else start,
-                0,
-            )
+            out += struct.pack("<IIQI", _LOCATOR64_SIG, 0, eocd64_offset, 1)
+        out += struct.pack(
+            "<IHHHHIIH",
+            _EOCD_SIG,
+            0,
+            0,
+            min(count, _MAX16),
+            min(count, _MAX16),
+            _MAX32 if zip64 and cd_size >= _MAX32 else min(cd_size, _MAX32),
+            _MAX32 if zip64 else start,
+            0,
         )
+        return bytes(out)
 
     def _central_record(self, info: MemberInfo) -> bytes:
         # Sizes always go in a ZIP64 extra, as in the local header: both headers then
