@@ -238,8 +238,8 @@ def test_protector_details(shared_metadata):
     assert clear.clear_key is not None and len(clear.clear_key) == 32
 
 
-def test_startup_key_file():
-    external = fve.read_startup_key_file(BEK)
+def test_startup_key_file(shared):
+    external = fve.read_startup_key_file(shared("bitlocker/startup_key.bek"))
     # README: the startup-key volume's protector; pybde reports the same GUID.
     assert external.identifier == uuid.UUID("b3411a58-3400-420a-8b7e-9b5f706425c0")
     assert len(external.key) == 32
