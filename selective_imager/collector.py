@@ -284,8 +284,19 @@ class _Run:
                 path=err.path,
             )
 
-        for m in match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error):
-            self.collect_item(vol, fs, m)
+        # Matched first (a fraction of the copy's time) so the progress knows the total
+        # and can show an ETA; a Match holds only the entry's metadata.
+        matches = list(
+            match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error)
+        )
+        self.progress.phase(
+            f"collect {report.label}", sum(_match_size(m) for m in matches), len(matches)
+        )
+        try:
+            for m in matches:
+                self.collect_item(vol, fs, m)
+        finally:
+            self.progress.done()
 
     def collect_item(self, vol: OpenVolume, fs: Filesystem, m: Match) -> None:
         report = vol.report
@@ -555,6 +566,13 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def _match_size(m: Match) -> int:
+    """Logical size of the matched stream (what the copy will hash)."""
+    if not m.stream:
+        return m.entry.size
+    return next((s.size for s in m.entry.streams if s.name == m.stream), 0)
+
+
 def _allocated_ranges(extents: tuple[Extent, ...], size: int) -> list[tuple[int, int]] | None:
     """Allocated ``(offset, length)`` ranges of a sparse stream, or None if not sparse.
 
@@ -668,7 +686,6 @@ def collect(
         run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
         if options.disk_hash and options.disk_hash_mode == "concurrent":
             concurrent = _start_concurrent_hash(disk, options, run)
-        progress.phase("collect", None, None)
         for vol in disk.volumes:
             if volumes is not None and vol.report.volume.index not in volumes:
                 continue
@@ -680,7 +697,6 @@ def collect(
                 # One unreadable volume is recorded and skipped, never the end of the run.
                 run.report.volume_errors.append(f"volume {vol.report.volume.index}: {exc}")
                 run.event("error", "volume-failed", str(exc), volume=vol.report.volume.index)
-        progress.done()
         if options.disk_hash and concurrent is None:
             progress.phase("disk-hash", disk.source.info.size, None)
             cancel = threading.Event()

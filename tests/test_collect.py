@@ -460,3 +460,43 @@ def test_full_output_disk_stops_cleanly_and_keeps_what_was_collected(unpacked, t
                 )
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_progress_knows_each_volume_total_before_copying(unpacked, truth, tmp_path):
+    """The total announced per volume (for the ETA) is the bytes the builder wrote plus
+    the $MFT size istat reports, and exactly that many bytes are then copied."""
+    from selective_imager.collector import CollectOptions, collect
+    from selective_imager.discovery import open_disk
+    from selective_imager.progress import NullProgress
+    from selective_imager.rules import resolve
+
+    class Recorder(NullProgress):
+        def __init__(self) -> None:
+            self.phases: list[tuple[str, int | None, int | None]] = []
+            self.advanced = 0
+
+        def phase(self, name, total_bytes, total_items):
+            self.phases.append((name, total_bytes, total_items))
+
+        def advance(self, nbytes=0, items=0):
+            self.advanced += nbytes
+
+    image = unpacked("gpt-ntfs.raw")
+    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
+    wanted = [
+        f
+        for f in files
+        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
+    ]
+    start = truth("gpt-ntfs")["partitions"][2]["start_sector"]
+    istat = oracles.run("istat", "-o", str(start), str(image), "0")
+    mft = int(re.search(r"\$DATA \(128-\d+\)\s+Name: N/A\s+Non-Resident\s+size: (\d+)", istat)[1])
+    recorder = Recorder()
+    with open_disk(image) as disk:
+        collect(
+            disk, resolve(["registry-and-mft"]), tmp_path / "p.zip", CollectOptions(disk_hash=()),
+            recorder,
+        )
+    expected = sum(f["size"] for f in wanted) + mft
+    assert ("collect p3", expected, len(wanted) + 1) in recorder.phases
+    assert recorder.advanced == expected
