@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import itertools
 import os
 import platform
 import socket
@@ -56,6 +57,8 @@ CHUNK = 1 << 20
 # Chunks at least this big are written by a thread behind the hashing (write() into the
 # page cache costs ~1 ms per MiB, as much as SHA-1 + SHA-256 of it).
 _WRITE_BEHIND_MIN = 256 << 10
+# Matches counted before copying (for the progress total); more are streamed.
+_PRECOUNT_MAX = 50_000
 SECTOR = 512
 TOOL = f"selective-imager {__version__}"
 
@@ -285,15 +288,18 @@ class _Run:
             )
 
         # Matched first (a fraction of the copy's time) so the progress knows the total
-        # and can show an ETA; a Match holds only the entry's metadata.
-        matches = list(
-            match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error)
-        )
-        self.progress.phase(
-            f"collect {report.label}", sum(_match_size(m) for m in matches), len(matches)
-        )
+        # and can show an ETA. A Match holds an entry's metadata (~1-2 KB): beyond
+        # _PRECOUNT_MAX the rest is streamed and the total stays unknown.
+        found = match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error)
+        head = list(itertools.islice(found, _PRECOUNT_MAX))
+        if len(head) < _PRECOUNT_MAX:
+            total: int | None = sum(_match_size(m) for m in head)
+            count: int | None = len(head)
+        else:
+            total = count = None
+        self.progress.phase(f"collect {report.label}", total, count)
         try:
-            for m in matches:
+            for m in itertools.chain(head, found):
                 self.collect_item(vol, fs, m)
         finally:
             self.progress.done()

@@ -500,3 +500,34 @@ def test_progress_knows_each_volume_total_before_copying(unpacked, truth, tmp_pa
     expected = sum(f["size"] for f in wanted) + mft
     assert ("collect p3", expected, len(wanted) + 1) in recorder.phases
     assert recorder.advanced == expected
+
+
+def test_beyond_the_precount_limit_matches_stream_without_a_total(unpacked, truth, tmp_path, monkeypatch):
+    """Past the pre-count limit the total is unknown, and every match is still copied."""
+    from selective_imager import collector
+    from selective_imager.discovery import open_disk
+    from selective_imager.progress import NullProgress
+    from selective_imager.rules import resolve
+
+    phases: list[tuple[str, int | None, int | None]] = []
+
+    class Recorder(NullProgress):
+        def phase(self, name, total_bytes, total_items):
+            phases.append((name, total_bytes, total_items))
+
+    monkeypatch.setattr(collector, "_PRECOUNT_MAX", 3)
+    out = tmp_path / "s.zip"
+    with open_disk(unpacked("gpt-ntfs.raw")) as disk:
+        report = collector.collect(
+            disk, resolve(["registry-and-mft"]), out, collector.CollectOptions(disk_hash=()),
+            Recorder(),
+        )
+    assert ("collect p3", None, None) in phases
+    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
+    wanted = {
+        f["path"]
+        for f in files
+        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
+    }
+    assert {i["path"] for i in manifest(out)} == wanted | {"$MFT"}
+    assert report.status == "complete"
