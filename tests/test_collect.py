@@ -531,3 +531,23 @@ def test_beyond_the_precount_limit_matches_stream_without_a_total(unpacked, trut
     }
     assert {i["path"] for i in manifest(out)} == wanted | {"$MFT"}
     assert report.status == "complete"
+
+
+def test_concurrent_disk_hash_equals_coreutils(unpacked, truth, tmp_path):
+    """--disk-hash-mode concurrent: the disk hash (read beside the collection) equals
+    coreutils, and the items still equal icat."""
+    image = unpacked("gpt-ntfs.raw")
+    out = tmp_path / "conc.zip"
+    summary = run_collect(
+        image, out, "--rule", "registry-and-mft", "--disk-hash-mode", "concurrent", "--store"
+    )
+    digests = summary["disk_hash"]["digests"]
+    assert digests["md5"] == oracles.file_digest(image, "md5sum")
+    assert digests["sha1"] == oracles.file_digest(image, "sha1sum")
+    assert digests["sha256"] == oracles.file_digest(image, "sha256sum")
+    start = truth("gpt-ntfs")["partitions"][2]["start_sector"]
+    streams = oracles.fls_streams(image, start)
+    items = manifest(out)
+    assert items
+    for item in items:
+        assert item["hashes"]["sha256"] == oracles.icat_sha256(image, start, streams[item["path"]])
