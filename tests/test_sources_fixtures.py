@@ -53,6 +53,25 @@ def test_e01_hash_equals_stored_md5(truth):
     assert data["stored_hash_mismatch"] == []
 
 
+def test_hash_pieces_are_opt_in_and_equal_hashlib(unpacked):
+    """No pieces by default; --piece-size gives a SHA-256 per slice, checked with hashlib."""
+    import hashlib
+
+    image = unpacked("gpt-ntfs.raw")
+    plain = json.loads(CliRunner().invoke(app, ["hash", str(image), "--json", "-q"]).stdout)
+    assert plain["pieces"] == []
+    result = CliRunner().invoke(app, ["hash", str(image), "--json", "-q", "--piece-size", "24MiB"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    raw = image.read_bytes()
+    step = 24 << 20
+    assert [(p["offset"], p["length"], p["sha256"]) for p in data["pieces"]] == [
+        (o, len(raw[o : o + step]), hashlib.sha256(raw[o : o + step]).hexdigest())
+        for o in range(0, len(raw), step)
+    ]
+    assert data["digests"] == plain["digests"]
+
+
 def test_e01_missing_segment_is_one_line_exit_2(tmp_path):
     shutil.copy(FIXTURES / "gpt-ntfs.E01", tmp_path / "x.E01")
     result = CliRunner().invoke(app, ["info", str(tmp_path / "x.E01")])
