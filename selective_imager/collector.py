@@ -289,10 +289,12 @@ class _Run:
 
         # Matched first (a fraction of the copy's time) so the progress knows the total
         # and can show an ETA. A Match holds an entry's metadata (~1-2 KB): beyond
-        # _PRECOUNT_MAX the rest is streamed and the total stays unknown.
+        # _PRECOUNT_MAX the rest is streamed and the total stays unknown. A live device
+        # is always streamed: each item's metadata is then read just before its content.
+        limit = 0 if self.disk.source.info.is_device else _PRECOUNT_MAX
         found = match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error)
-        head = list(itertools.islice(found, _PRECOUNT_MAX))
-        if len(head) < _PRECOUNT_MAX:
+        head = list(itertools.islice(found, limit))
+        if len(head) < limit:
             total: int | None = sum(_match_size(m) for m in head)
             count: int | None = len(head)
         else:

@@ -223,6 +223,22 @@ def test_block_device_source(unpacked):
             acq = json.loads(zf.read("acquisition.json"))
         assert acq["source"]["is_device"] is True
         assert acq["live_source"]["changed_during_read"] is False
+        # A live device is streamed (no pre-count): metadata read right before content.
+        from selective_imager.collector import CollectOptions, collect
+        from selective_imager.discovery import open_disk
+        from selective_imager.progress import NullProgress
+        from selective_imager.rules import resolve
+
+        phases = []
+
+        class Recorder(NullProgress):
+            def phase(self, name, total_bytes, total_items):
+                phases.append((name, total_bytes, total_items))
+
+        out.unlink()
+        with open_disk(device) as disk:
+            collect(disk, resolve(["registry-and-mft"]), out, CollectOptions(disk_hash=()), Recorder())
+        assert ("collect p3", None, None) in phases
     finally:
         subprocess.run([losetup, "-d", device], check=False)
 
