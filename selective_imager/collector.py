@@ -45,7 +45,7 @@ from selective_imager.progress import NullProgress, ProgressSink
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from selective_imager.discovery import Disk, OpenVolume
+    from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
     from selective_imager.hashing import DiskHashResult
     from selective_imager.matcher import Match
@@ -320,93 +320,107 @@ class _Run:
             self.event("warning", "extents-unreadable", f"{label}: {exc}")
         runs = data_runs(extents, volume_offset)
         try:
-            try:
-                stream = fs.open_stream(entry, m.stream)
-            except PathNotFoundError as exc:
-                # Nothing to read (no default data stream, or a TSK virtual file): skipped.
-                self._record(m, report, "", Outcome.SKIPPED, str(exc), None, runs)
-                self.event("warning", "item-skipped", f"{label}: {exc}", path=entry.path)
-                return
-            except SelectiveImagerError as exc:
-                self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
-                self.event("error", "item-failed", f"{label}: {exc}", path=entry.path)
-                return
-            mtime = None
-            if entry.si and entry.si.modified:
-                mtime = entry.si.modified.ns // 1_000_000_000
-            elif entry.times and entry.times.modified:
-                mtime = entry.times.modified.ns // 1_000_000_000
-            ranges = _allocated_ranges(extents, stream.size)
-            # The member holds only allocated ranges of a sparse stream, so its own
-            # SHA-256 (for the seal) differs from the logical one and is computed inline.
-            member = self.writer.begin(
-                name, compress=self.options.compress, mtime=mtime, hash_content=ranges is not None
-            )
-            hasher = MultiHasher(self.algorithms)
-            unreadable: list[tuple[int, int]] = []
-            try:
-                for offset, length, present in _plan(stream.size, ranges):
-                    if not present:
-                        hasher.update_zeros(length)
-                        self.progress.advance(length)
-                        continue
-                    for data in _read_range(stream, offset, length, unreadable):
-                        hasher.update(data)
-                        self.write_behind.write(member, data)
-                        self.progress.advance(len(data))
-                self.write_behind.wait()
-            except BaseException:
-                self.write_behind.settle()
-                member.discard()
-                raise
-            digests = hasher.hexdigests()
-            sha = digests["sha256"]
-            hashes = {alg: digests[alg] for alg in self.algorithms}
-            outcome = Outcome.PARTIAL if unreadable else Outcome.COLLECTED
-            error = (
-                f"{sum(n for _, n in unreadable)} unreadable bytes were zero-filled"
-                if unreadable
-                else None
-            )
-            sparse = None
-            if ranges is not None:
-                sparse = {"logical_size": stream.size, "ranges": [[o, n] for o, n in ranges]}
-            if outcome == Outcome.COLLECTED and sha in self.stored:
-                member.discard()
-                self._record(
-                    m,
-                    report,
-                    self.stored[sha],
-                    Outcome.DUPLICATE,
-                    None,
-                    hashes,
-                    runs,
-                    sparse=sparse,
-                )
-                return
-            info = member.close(sha256=None if ranges is not None else sha)
-            if outcome == Outcome.COLLECTED:
-                self.stored[sha] = info.name
-            else:
-                self.event("error", "item-partial", f"{label}: {error}", ranges=unreadable)
-            self.report.bytes_collected += stream.size
-            self._record(
-                m,
-                report,
-                info.name,
-                outcome,
-                error,
-                hashes,
-                runs,
-                sparse=sparse,
-                unreadable=unreadable,
-            )
+            self._store(fs, m, report, label, name, extents, runs)
         except ContainerError as exc:
             # The output cannot take more (a full disk): the item is recorded as failed
             # if the journal still can be written, and the run ends (see collect()).
             with contextlib.suppress(ContainerError):
                 self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
             raise
+
+    def _store(
+        self,
+        fs: Filesystem,
+        m: Match,
+        report: VolumeReport,
+        label: str,
+        name: str,
+        extents: tuple[Extent, ...],
+        runs: list[dict[str, Any]],
+    ) -> None:
+        """Copy one matched stream into the container (hashing it as it streams)."""
+        entry = m.entry
+        try:
+            stream = fs.open_stream(entry, m.stream)
+        except PathNotFoundError as exc:
+            # Nothing to read (no default data stream, or a TSK virtual file): skipped.
+            self._record(m, report, "", Outcome.SKIPPED, str(exc), None, runs)
+            self.event("warning", "item-skipped", f"{label}: {exc}", path=entry.path)
+            return
+        except SelectiveImagerError as exc:
+            self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
+            self.event("error", "item-failed", f"{label}: {exc}", path=entry.path)
+            return
+        mtime = None
+        if entry.si and entry.si.modified:
+            mtime = entry.si.modified.ns // 1_000_000_000
+        elif entry.times and entry.times.modified:
+            mtime = entry.times.modified.ns // 1_000_000_000
+        ranges = _allocated_ranges(extents, stream.size)
+        # The member holds only allocated ranges of a sparse stream, so its own
+        # SHA-256 (for the seal) differs from the logical one and is computed inline.
+        member = self.writer.begin(
+            name, compress=self.options.compress, mtime=mtime, hash_content=ranges is not None
+        )
+        hasher = MultiHasher(self.algorithms)
+        unreadable: list[tuple[int, int]] = []
+        try:
+            for offset, length, present in _plan(stream.size, ranges):
+                if not present:
+                    hasher.update_zeros(length)
+                    self.progress.advance(length)
+                    continue
+                for data in _read_range(stream, offset, length, unreadable):
+                    hasher.update(data)
+                    self.write_behind.write(member, data)
+                    self.progress.advance(len(data))
+            self.write_behind.wait()
+        except BaseException:
+            self.write_behind.settle()
+            member.discard()
+            raise
+        digests = hasher.hexdigests()
+        sha = digests["sha256"]
+        hashes = {alg: digests[alg] for alg in self.algorithms}
+        outcome = Outcome.PARTIAL if unreadable else Outcome.COLLECTED
+        error = (
+            f"{sum(n for _, n in unreadable)} unreadable bytes were zero-filled"
+            if unreadable
+            else None
+        )
+        sparse = None
+        if ranges is not None:
+            sparse = {"logical_size": stream.size, "ranges": [[o, n] for o, n in ranges]}
+        if outcome == Outcome.COLLECTED and sha in self.stored:
+            member.discard()
+            self._record(
+                m,
+                report,
+                self.stored[sha],
+                Outcome.DUPLICATE,
+                None,
+                hashes,
+                runs,
+                sparse=sparse,
+            )
+            return
+        info = member.close(sha256=None if ranges is not None else sha)
+        if outcome == Outcome.COLLECTED:
+            self.stored[sha] = info.name
+        else:
+            self.event("error", "item-partial", f"{label}: {error}", ranges=unreadable)
+        self.report.bytes_collected += stream.size
+        self._record(
+            m,
+            report,
+            info.name,
+            outcome,
+            error,
+            hashes,
+            runs,
+            sparse=sparse,
+            unreadable=unreadable,
+        )
 
     def _record(
         self,
