@@ -83,3 +83,23 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} not installed (apt-get install sleuthkit)")
     return path
+
+
+class PhaseRecorder:
+    """A ProgressSink that records every phase and the bytes advanced."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int | None, int | None]] = []
+        self.advanced = 0
+
+    def phase(self, name: str, total_bytes: int | None, total_items: int | None) -> None:
+        self.phases.append((name, total_bytes, total_items))
+
+    def item(self, label: str) -> None:
+        pass
+
+    def advance(self, nbytes: int = 0, items: int = 0) -> None:
+        self.advanced += nbytes
+
+    def done(self) -> None:
+        pass

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from selective_imager.cli import app
 from tests import oracles
-from tests.conftest import FIXTURES, need_tool
+from tests.conftest import FIXTURES, PhaseRecorder, need_tool
 
 
 def run_collect(image, out, *extra: str) -> dict:
@@ -31,6 +31,15 @@ def run_collect(image, out, *extra: str) -> dict:
 def manifest(container) -> list[dict]:
     with zipfile.ZipFile(container) as zf:
         return [json.loads(line) for line in zf.read("manifest.jsonl").decode().splitlines()]
+
+
+def registry_and_mft_files(truth) -> list[dict]:
+    """The builder's files the registry-and-mft rule selects (besides $MFT)."""
+    return [
+        f
+        for f in truth("gpt-ntfs")["volumes"]["3"]["files"]
+        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -334,12 +343,7 @@ def test_registry_and_mft_dry_run_is_exactly_the_truth(unpacked, truth):
     assert result.exit_code == 0, result.output
     items = json.loads(result.stdout)["items"]
     got = {(i["volume"], i["path"], i["stream"]) for i in items}
-    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
-    wanted = {
-        (3, f["path"], "")
-        for f in files
-        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
-    }
+    wanted = {(3, f["path"], "") for f in registry_and_mft_files(truth)}
     wanted.add((3, "$MFT", ""))
     assert got == wanted
 
@@ -467,31 +471,14 @@ def test_progress_knows_each_volume_total_before_copying(unpacked, truth, tmp_pa
     the $MFT size istat reports, and exactly that many bytes are then copied."""
     from selective_imager.collector import CollectOptions, collect
     from selective_imager.discovery import open_disk
-    from selective_imager.progress import NullProgress
     from selective_imager.rules import resolve
 
-    class Recorder(NullProgress):
-        def __init__(self) -> None:
-            self.phases: list[tuple[str, int | None, int | None]] = []
-            self.advanced = 0
-
-        def phase(self, name, total_bytes, total_items):
-            self.phases.append((name, total_bytes, total_items))
-
-        def advance(self, nbytes=0, items=0):
-            self.advanced += nbytes
-
     image = unpacked("gpt-ntfs.raw")
-    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
-    wanted = [
-        f
-        for f in files
-        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
-    ]
+    wanted = registry_and_mft_files(truth)
     start = truth("gpt-ntfs")["partitions"][2]["start_sector"]
     istat = oracles.run("istat", "-o", str(start), str(image), "0")
     mft = int(re.search(r"\$DATA \(128-\d+\)\s+Name: N/A\s+Non-Resident\s+size: (\d+)", istat)[1])
-    recorder = Recorder()
+    recorder = PhaseRecorder()
     with open_disk(image) as disk:
         collect(
             disk, resolve(["registry-and-mft"]), tmp_path / "p.zip", CollectOptions(disk_hash=()),
@@ -506,29 +493,18 @@ def test_beyond_the_precount_limit_matches_stream_without_a_total(unpacked, trut
     """Past the pre-count limit the total is unknown, and every match is still copied."""
     from selective_imager import collector
     from selective_imager.discovery import open_disk
-    from selective_imager.progress import NullProgress
     from selective_imager.rules import resolve
 
-    phases: list[tuple[str, int | None, int | None]] = []
-
-    class Recorder(NullProgress):
-        def phase(self, name, total_bytes, total_items):
-            phases.append((name, total_bytes, total_items))
-
     monkeypatch.setattr(collector, "_PRECOUNT_MAX", 3)
+    recorder = PhaseRecorder()
     out = tmp_path / "s.zip"
     with open_disk(unpacked("gpt-ntfs.raw")) as disk:
         report = collector.collect(
             disk, resolve(["registry-and-mft"]), out, collector.CollectOptions(disk_hash=()),
-            Recorder(),
+            recorder,
         )
-    assert ("collect p3", None, None) in phases
-    files = truth("gpt-ntfs")["volumes"]["3"]["files"]
-    wanted = {
-        f["path"]
-        for f in files
-        if any(k.startswith("registry") or k in ("amcache", "syscache") for k in f.get("kind", []))
-    }
+    assert ("collect p3", None, None) in recorder.phases
+    wanted = {f["path"] for f in registry_and_mft_files(truth)}
     assert {i["path"] for i in manifest(out)} == wanted | {"$MFT"}
     assert report.status == "complete"
 

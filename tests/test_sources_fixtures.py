@@ -226,19 +226,14 @@ def test_block_device_source(unpacked):
         # A live device is streamed (no pre-count): metadata read right before content.
         from selective_imager.collector import CollectOptions, collect
         from selective_imager.discovery import open_disk
-        from selective_imager.progress import NullProgress
         from selective_imager.rules import resolve
+        from tests.conftest import PhaseRecorder
 
-        phases = []
-
-        class Recorder(NullProgress):
-            def phase(self, name, total_bytes, total_items):
-                phases.append((name, total_bytes, total_items))
-
+        recorder = PhaseRecorder()
         out.unlink()
         with open_disk(device) as disk:
-            collect(disk, resolve(["registry-and-mft"]), out, CollectOptions(disk_hash=()), Recorder())
-        assert ("collect p3", None, None) in phases
+            collect(disk, resolve(["registry-and-mft"]), out, CollectOptions(disk_hash=()), recorder)
+        assert ("collect p3", None, None) in recorder.phases
     finally:
         subprocess.run([losetup, "-d", device], check=False)
 
