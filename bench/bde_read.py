@@ -17,9 +17,9 @@ from pathlib import Path
 
 from zlib_ng import zlib_ng
 
-from selective_imager.bitlocker import open_bitlocker
 from selective_imager.credentials import Credential, StaticCredentials
 from selective_imager.streams import FileStream, RangeStream
+from selective_imager.volumes.bitlocker.unlock import open_bitlocker
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selective_imager.cli import main
+from selective_imager.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,23 @@ if TYPE_CHECKING:
 PASSWORD = "password"
 RECOVERY_PASSWORD = "recovery_password"
 STARTUP_KEY = "startup_key"
-KINDS = (PASSWORD, RECOVERY_PASSWORD, STARTUP_KEY)
+# Other volume kinds: a raw BitLocker full-volume key (hex), LUKS passphrases and key
+# files, APFS volume passwords and recovery keys.
+FVEK = "fvek"
+LUKS_PASSPHRASE = "luks_passphrase"
+LUKS_KEY_FILE = "luks_key_file"
+APFS_PASSWORD = "apfs_password"
+APFS_RECOVERY_KEY = "apfs_recovery_key"
+KINDS = (
+    PASSWORD,
+    RECOVERY_PASSWORD,
+    STARTUP_KEY,
+    FVEK,
+    LUKS_PASSPHRASE,
+    LUKS_KEY_FILE,
+    APFS_PASSWORD,
+    APFS_RECOVERY_KEY,
+)
 
 
 @dataclass(frozen=True, slots=True)

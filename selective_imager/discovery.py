@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from selective_imager.bitlocker import BitLockerVolume, is_bitlocker, open_bitlocker
 from selective_imager.errors import (
     FilesystemError,
     SelectiveImagerError,
@@ -25,8 +24,9 @@ from selective_imager.models import (
     VolumeInfo,
     locator_str,
 )
-from selective_imager.source import Source, open_source
-from selective_imager.volumes import VolumeSystem, open_volume_system, slice_volume
+from selective_imager.sources import Source, open_source
+from selective_imager.volumes.bitlocker.unlock import BitLockerVolume, is_bitlocker, open_bitlocker
+from selective_imager.volumes.partitions import VolumeSystem, open_volume_system, slice_volume
 
 if TYPE_CHECKING:
     import os

@@ -116,17 +116,54 @@ def locator_str(locator: Locator) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainFile:
+    """One file of a source as received: a segment, a virtual disk, or one of its parents.
+
+    Attributes:
+        path: the file's path.
+        size: its size in bytes.
+        role: ``image``, ``segment``, ``extent`` (a VMDK extent file), ``child`` or
+            ``parent`` (a differencing chain, child first).
+        format: the file's format (``vmdk``, ``vhdx``, ``qcow2``, ``raw``...).
+        identifier: the identifier the format stores for this file (disk UUID/GUID).
+        parent_identifier: the parent identifier a child records.
+    """
+
+    path: str
+    size: int
+    role: str = "image"
+    format: str = ""
+    identifier: str = ""
+    parent_identifier: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "path": self.path,
+            "size": self.size,
+            "role": self.role,
+            "format": self.format,
+            "identifier": self.identifier or None,
+            "parent_identifier": self.parent_identifier or None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SourceInfo:
     """What a source is.
 
     Attributes:
         path: the path given by the user (first segment for split/E01 images).
-        format: ``raw``, ``split-raw``, ``ewf`` or ``device``.
+        format: ``raw``, ``split-raw``, ``ewf``, ``device``, or a virtual-disk format
+            (``vmdk``, ``vhd``, ``vhdx``, ``qcow2``...).
         size: media size in bytes.
         sector_size: logical sector size in bytes.
         segments: every file making up the source, in order.
         is_device: a block or character device (possibly live).
-        details: extra facts: E01 header values, stored hashes, device model/serial.
+        details: extra facts: E01 header values, stored hashes, device model/serial,
+            virtual-disk identifiers.
+        chain: every file as received, with its role (segments, extents, a
+            differencing chain child first); empty for a device.
     """
 
     path: str
@@ -136,6 +173,7 @@ class SourceInfo:
     segments: tuple[str, ...] = ()
     is_device: bool = False
     details: dict[str, str] = field(default_factory=dict)
+    chain: tuple[ChainFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

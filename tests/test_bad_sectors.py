@@ -10,10 +10,10 @@ import hashlib
 import json
 import zipfile
 
-from selective_imager.collector import CollectOptions, collect
+from selective_imager.collect.collector import CollectOptions, collect
 from selective_imager.discovery import discover
-from selective_imager.rules import RuleSet, parse_rule_text
-from selective_imager.source import open_source
+from selective_imager.selection.rules import RuleSet, parse_rule_text
+from selective_imager.sources import open_source
 from selective_imager.streams import ByteStream
 
 

@@ -15,7 +15,7 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from tests import oracles
 from tests.conftest import FIXTURES, PhaseRecorder, need_tool
 
@@ -469,9 +469,9 @@ def test_full_output_disk_stops_cleanly_and_keeps_what_was_collected(unpacked, t
 def test_progress_knows_each_volume_total_before_copying(unpacked, truth, tmp_path):
     """The total announced per volume (for the ETA) is the bytes the builder wrote plus
     the $MFT size istat reports, and exactly that many bytes are then copied."""
-    from selective_imager.collector import CollectOptions, collect
+    from selective_imager.collect.collector import CollectOptions, collect
     from selective_imager.discovery import open_disk
-    from selective_imager.rules import resolve
+    from selective_imager.selection.rules import resolve
 
     image = unpacked("gpt-ntfs.raw")
     wanted = registry_and_mft_files(truth)
@@ -491,9 +491,9 @@ def test_progress_knows_each_volume_total_before_copying(unpacked, truth, tmp_pa
 
 def test_beyond_the_precount_limit_matches_stream_without_a_total(unpacked, truth, tmp_path, monkeypatch):
     """Past the pre-count limit the total is unknown, and every match is still copied."""
-    from selective_imager import collector
+    from selective_imager.collect import collector
     from selective_imager.discovery import open_disk
-    from selective_imager.rules import resolve
+    from selective_imager.selection.rules import resolve
 
     monkeypatch.setattr(collector, "_PRECOUNT_MAX", 3)
     recorder = PhaseRecorder()

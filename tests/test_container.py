@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from selective_imager.collect.hashing import ALGORITHMS, MultiHasher
 from selective_imager.container.names import encode_member_path
 from selective_imager.container.reader import extract, open_container, summary, verify
 from selective_imager.container.seal import (
@@ -25,7 +26,6 @@ from selective_imager.container.seal import (
 )
 from selective_imager.container.zipwriter import DEFLATED, STORED, ZipWriter
 from selective_imager.errors import ContainerError
-from selective_imager.hashing import ALGORITHMS, MultiHasher
 
 MTIME = 1_446_546_093  # 2015-11-03T10:21:33Z
 

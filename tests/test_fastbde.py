@@ -1,4 +1,4 @@
-"""The OpenSSL BitLocker fast path (selective_imager.fastbde) and its integration.
+"""The OpenSSL BitLocker fast path (selective_imager.volumes.bitlocker.fast) and its integration.
 
 Oracles: pybde (the decrypted bytes of every volume, read in whole sectors), the
 fixture's plain NTFS volume (what the fixture was encrypted from), and
@@ -23,12 +23,14 @@ import pybde
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from selective_imager import bitlocker, fastbde, fve
-from selective_imager.bitlocker import open_bitlocker
 from selective_imager.credentials import Credential, StaticCredentials
 from selective_imager.errors import UnsupportedEncryptionError
-from selective_imager.fastbde import FastBdeStream
 from selective_imager.streams import FileStream, RangeStream
+from selective_imager.volumes.bitlocker import fast as fastbde
+from selective_imager.volumes.bitlocker import fve
+from selective_imager.volumes.bitlocker import unlock as bitlocker
+from selective_imager.volumes.bitlocker.fast import FastBdeStream
+from selective_imager.volumes.bitlocker.unlock import open_bitlocker
 from tests.conftest import FIXTURES, SHARED
 
 PASSWORD = "password12!@"
@@ -366,7 +368,7 @@ def test_only_the_credential_pybde_accepts_keys_the_fast_path(volume, bl, monkey
 def test_info_json_reports_the_decryptor(unpacked, bl):
     from typer.testing import CliRunner
 
-    from selective_imager.cli import app
+    from selective_imager.cli.app import app
 
     env = {"FIXTURE_BDE_PW": bl["password"]}
     disk = str(unpacked("gpt-bitlocker.raw"))

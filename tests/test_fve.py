@@ -1,4 +1,4 @@
-"""The project's own FVE metadata reader and key derivation (selective_imager.fve).
+"""The project's own FVE metadata reader and key derivation (selective_imager.volumes.bitlocker.fve).
 
 Oracles: the fixture's truth file (keys, offsets, GUIDs, salts written by
 fixtures/bitlocker_writer.py), the FVEKs documented in ../shared/README.md for the
@@ -17,9 +17,9 @@ import uuid
 import pybde
 import pytest
 
-from selective_imager import fve
 from selective_imager.errors import CredentialsError, EncryptionError, UnsupportedEncryptionError
 from selective_imager.streams import FileStream, OverlayStream, RangeStream
+from selective_imager.volumes.bitlocker import fve
 from tests.conftest import FIXTURES, SHARED
 
 sys.path.insert(0, str(FIXTURES))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selective_imager.globs import GlobError, compile_glob, expand_braces
+from selective_imager.selection.globs import GlobError, compile_glob, expand_braces
 
 
 def m(pattern: str, path: str, stream: str = "", cs: bool = True) -> bool:

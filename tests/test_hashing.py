@@ -1,4 +1,4 @@
-"""Tests of selective_imager.hashing: MultiHasher and the full-source hash."""
+"""Tests of selective_imager.collect.hashing: MultiHasher and the full-source hash."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from selective_imager.hashing import (
+from selective_imager.collect.hashing import (
     ALGORITHMS,
     MultiHasher,
     hash_source,

@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import SHARED
 
-from selective_imager.globs import compile_glob
-from selective_imager.importers import ConversionStatus, import_paths
-from selective_imager.importers.kape import convert_kape_text
-from selective_imager.rules import load_file_rules, load_rule_file, resolve, validate_files
+from selective_imager.selection.globs import compile_glob
+from selective_imager.selection.importers import ConversionStatus, import_paths
+from selective_imager.selection.importers.kape import convert_kape_text
+from selective_imager.selection.rules import (
+    load_file_rules,
+    load_rule_file,
+    resolve,
+    validate_files,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -7,11 +7,11 @@ import zipfile
 
 import pytest
 
-from selective_imager.collector import CollectOptions, collect
+from selective_imager.collect.collector import CollectOptions, collect
 from selective_imager.container.reader import verify
 from selective_imager.discovery import open_disk
 from selective_imager.progress import NullProgress
-from selective_imager.rules import resolve
+from selective_imager.selection.rules import resolve
 
 
 class InterruptAt(NullProgress):

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from selective_imager.discovery import open_disk
 from tests import oracles
 from tests.conftest import FIXTURES

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from memfs import MemFS
 
 from selective_imager.errors import FilesystemError
-from selective_imager.matcher import Match, MatchError, choose_strategy, match, match_all
-from selective_imager.rules import Rule, RuleSet, Target, parse_rule_text, resolve
+from selective_imager.selection.matcher import Match, MatchError, choose_strategy, match, match_all
+from selective_imager.selection.rules import Rule, RuleSet, Target, parse_rule_text, resolve
 
 
 def ruleset_of(*rules: Rule, requested: tuple[str, ...] | None = None) -> RuleSet:

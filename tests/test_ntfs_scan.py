@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from selective_imager.discovery import open_disk
-from selective_imager.matcher import match_all
-from selective_imager.rules import RuleSet, parse_rule_text
+from selective_imager.selection.matcher import match_all
+from selective_imager.selection.rules import RuleSet, parse_rule_text
 
 
 def ntfs_volumes(disk):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from selective_imager.rules import (
+from selective_imager.selection.rules import (
     RuleValidationError,
     library_dir,
     load_library,

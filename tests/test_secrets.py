@@ -14,7 +14,7 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from selective_imager.credentials import Credential
 from tests.conftest import FIXTURES
 
@@ -99,7 +99,7 @@ def test_secret_typed_on_command_line_is_not_echoed(unpacked):
 
 
 def test_tracebacks_hide_locals():
-    from selective_imager import cli
+    from selective_imager.cli import app as cli
 
     assert cli.app.pretty_exceptions_show_locals is False
     assert cli.rules_app.pretty_exceptions_show_locals is False

@@ -11,10 +11,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.bitlocker import is_bitlocker, open_bitlocker
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from selective_imager.credentials import Credential, StaticCredentials
-from selective_imager.source import open_source
+from selective_imager.sources import open_source
+from selective_imager.volumes.bitlocker.unlock import is_bitlocker, open_bitlocker
 from tests.conftest import SHARED
 
 PASSWORD = "password12!@"

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from selective_imager.discovery import open_disk
 from tests.conftest import need_tool
 

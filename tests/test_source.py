@@ -8,9 +8,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
+from selective_imager.cli.app import app
 from selective_imager.errors import SourceError
-from selective_imager.source import open_source
+from selective_imager.sources import open_source
 
 
 def sha256_file(path) -> str:

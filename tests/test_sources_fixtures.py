@@ -8,8 +8,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from selective_imager.cli import app
-from selective_imager.source import open_source
+from selective_imager.cli.app import app
+from selective_imager.sources import open_source
 from tests import oracles
 from tests.conftest import FIXTURES
 from tests.test_source import sha256_stream
@@ -224,9 +224,9 @@ def test_block_device_source(unpacked):
         assert acq["source"]["is_device"] is True
         assert acq["live_source"]["changed_during_read"] is False
         # A live device is streamed (no pre-count): metadata read right before content.
-        from selective_imager.collector import CollectOptions, collect
+        from selective_imager.collect.collector import CollectOptions, collect
         from selective_imager.discovery import open_disk
-        from selective_imager.rules import resolve
+        from selective_imager.selection.rules import resolve
         from tests.conftest import PhaseRecorder
 
         recorder = PhaseRecorder()

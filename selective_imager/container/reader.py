@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from selective_imager.collect.hashing import ALGORITHMS, MultiHasher
 from selective_imager.container.names import (
     FILES_PREFIX,
     IrreversibleNameError,
@@ -42,7 +43,6 @@ from selective_imager.container.seal import (
     parse_seal,
 )
 from selective_imager.errors import ContainerError
-from selective_imager.hashing import ALGORITHMS, MultiHasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,7 +1,7 @@
 """BitLocker FVE metadata: parse it and derive the full-volume encryption key (FVEK).
 
 This is the project's own reader of the BitLocker metadata, used by the OpenSSL fast
-path (:mod:`selective_imager.fastbde`); pybde still decides whether a credential unlocks
+path (:mod:`selective_imager.volumes.bitlocker.fast`); pybde still decides whether a credential unlocks
 a volume, and the fast path is checked against pybde before it is used.
 
 Layout (integers little-endian, GUIDs in Microsoft ``bytes_le`` order, offsets relative

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from selective_imager.discovery import VolumeReport
-    from selective_imager.matcher import Match
     from selective_imager.models import Extent
+    from selective_imager.selection.matcher import Match
 
 
 def utc_now() -> str:

@@ -4,8 +4,8 @@ A pybde volume object must never be shared between threads; each
 :class:`BitLockerVolume` owns its own and serialises reads through a lock.
 
 pybde unlocks the volume (it decides whether a credential is right). Then the OpenSSL
-fast path (:mod:`selective_imager.fve` derives the full-volume key from the same
-credential, :class:`~selective_imager.fastbde.FastBdeStream` decrypts in bulk) is
+fast path (:mod:`selective_imager.volumes.bitlocker.fve` derives the full-volume key from the same
+credential, :class:`~selective_imager.volumes.bitlocker.fast.FastBdeStream` decrypts in bulk) is
 compared with pybde's output on the first and last MiB, 32 windows spread over the
 volume and every layout boundary; it is used only if every byte is equal. Otherwise,
 or when the method is not supported (Elephant diffuser, encrypt-on-write), pybde keeps
@@ -33,8 +33,8 @@ from selective_imager.streams import ByteStream, LibyalStream, OverlayStream, Ra
 
 if TYPE_CHECKING:
     from selective_imager.credentials import CredentialProvider
-    from selective_imager.fve import FullVolumeKey, FveMetadata
     from selective_imager.models import VolumeInfo
+    from selective_imager.volumes.bitlocker.fve import FullVolumeKey, FveMetadata
 
 FVE_SIGNATURE = b"-FVE-FS-"
 # BitLocker To Go volumes keep a FAT32 boot sector ("MSWIN4.1") and carry this GUID.
@@ -299,7 +299,7 @@ class _FastPlan:
 def _plan_fast_path(base: ByteStream) -> _FastPlan:
     """Read the FVE metadata for the fast path (numpy is imported later, off this path)."""
     try:
-        from selective_imager import fve
+        from selective_imager.volumes.bitlocker import fve
     except ImportError as exc:  # cryptography missing
         return _FastPlan(None, f"OpenSSL fast path unavailable ({exc.name or exc} not installed)")
     try:
@@ -322,7 +322,7 @@ def _start_derivation(plan: _FastPlan, cred: Credential) -> Future[FullVolumeKey
     """Derive the full-volume key from ``cred`` in a thread; None if there is no plan."""
     if plan.metadata is None or cred.kind not in (PASSWORD, RECOVERY_PASSWORD, STARTUP_KEY):
         return None
-    from selective_imager import fve
+    from selective_imager.volumes.bitlocker import fve
 
     metadata, kind, secret = plan.metadata, cred.kind, cred.secret
     future: Future[FullVolumeKey] = Future()
@@ -332,7 +332,7 @@ def _start_derivation(plan: _FastPlan, cred: Credential) -> Future[FullVolumeKey
             return
         try:
             # Importing numpy (~0.1 s) here too overlaps it with pybde's unlock.
-            from selective_imager import fastbde  # noqa: F401
+            from selective_imager.volumes.bitlocker import fast  # noqa: F401
 
             future.set_result(fve.derive_full_volume_key(metadata, kind, secret))
         except BaseException as exc:  # noqa: BLE001 - re-raised by result(); never hang it
@@ -361,7 +361,8 @@ def _fast_path(
     if metadata is None:
         return None, plan.problem
     try:
-        from selective_imager import fastbde, fve
+        from selective_imager.volumes.bitlocker import fast as fastbde
+        from selective_imager.volumes.bitlocker import fve
     except ImportError as exc:  # numpy missing
         return None, f"OpenSSL fast path unavailable ({exc.name or exc} not installed)"
     problem = fastbde.unsupported_reason(metadata)

@@ -493,7 +493,7 @@ def _redacted_argv(creds: PromptingCredentials) -> tuple[str, ...]:
 
 
 def _parse_size(text: str) -> int:
-    from selective_imager.rules import parse_size
+    from selective_imager.selection.rules import parse_size
 
     try:
         return parse_size(text)
@@ -548,10 +548,10 @@ def collect(
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
-    from selective_imager.collector import CollectOptions
-    from selective_imager.collector import collect as run_collect
-    from selective_imager.hashing import parse_algorithms
-    from selective_imager.rules import resolve
+    from selective_imager.collect.collector import CollectOptions
+    from selective_imager.collect.collector import collect as run_collect
+    from selective_imager.collect.hashing import parse_algorithms
+    from selective_imager.selection.rules import resolve
 
     code = EXIT_OK
     with _errors():
@@ -650,7 +650,7 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
 def _dry_run(
     disk: Disk, ruleset: Any, volumes: list[int] | None, strategy: str, json_output: bool
 ) -> int:
-    from selective_imager.matcher import match_all
+    from selective_imager.selection.matcher import match_all
 
     code = EXIT_OK
     rows: list[dict[str, Any]] = []
@@ -722,8 +722,8 @@ def hash_command(
     """Hash the whole source (raw bytes), optionally with piecewise SHA-256."""
     import threading
 
-    from selective_imager.hashing import hash_source, parse_algorithms
-    from selective_imager.source import open_source
+    from selective_imager.collect.hashing import hash_source, parse_algorithms
+    from selective_imager.sources import open_source
 
     with _errors():
         try:
@@ -829,7 +829,7 @@ def verify(
         ]
         source_checked = None
         if source is not None:
-            from selective_imager.reverify import reverify_disk, reverify_items
+            from selective_imager.collect.reverify import reverify_disk, reverify_items
 
             with open_container(container) as box:
                 records = [
@@ -989,7 +989,7 @@ def rules_list(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The rules of the installed library: name, title, target count."""
-    from selective_imager.rules import load_library
+    from selective_imager.selection.rules import load_library
 
     with _errors():
         library = load_library()
@@ -1022,7 +1022,7 @@ def rules_show(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A rule with its includes expanded: every target and path it selects."""
-    from selective_imager.rules import resolve
+    from selective_imager.selection.rules import resolve
 
     with _errors():
         ruleset = resolve([name])
@@ -1084,7 +1084,7 @@ def rules_validate(
     ],
 ) -> None:
     """Check rule files strictly; print every problem as file:line: message."""
-    from selective_imager.rules import validate_files
+    from selective_imager.selection.rules import validate_files
 
     with _errors():
         problems = validate_files(files)
@@ -1104,7 +1104,7 @@ def rules_import(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert KAPE targets and ForensicArtifacts definitions into our rule format."""
-    from selective_imager.importers import ConversionStatus, import_paths
+    from selective_imager.selection.importers import ConversionStatus, import_paths
 
     with _errors():
         for path in paths:

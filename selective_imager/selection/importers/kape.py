@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from selective_imager.importers import Conversion, ConversionStatus, escape_literal, kebab
+from selective_imager.selection.importers import Conversion, ConversionStatus, escape_literal, kebab
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

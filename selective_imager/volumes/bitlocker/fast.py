@@ -48,9 +48,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from selective_imager import fve
 from selective_imager.errors import UnsupportedEncryptionError
 from selective_imager.streams import ByteStream
+from selective_imager.volumes.bitlocker import fve
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -361,7 +361,7 @@ class FastBdeStream(ByteStream):
 
     Args:
         raw: the encrypted volume (the same stream pybde was given).
-        metadata: its FVE metadata (:func:`selective_imager.fve.read_metadata`).
+        metadata: its FVE metadata (:func:`selective_imager.volumes.bitlocker.fve.read_metadata`).
         key: the full-volume key (None for a volume with method 0).
         size: the decrypted volume size; take pybde's ``get_size()``.
         chunk_size: bytes decrypted per batch.

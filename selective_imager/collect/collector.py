@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager import __version__
+from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
+from selective_imager.collect.manifest import Journal, data_runs, item_record, utc_now
 from selective_imager.container.names import encode_member_path
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
@@ -37,20 +39,18 @@ from selective_imager.container.seal import (
 )
 from selective_imager.container.zipwriter import MemberWriter, ZipWriter
 from selective_imager.errors import ContainerError, PathNotFoundError, SelectiveImagerError
-from selective_imager.hashing import ALGORITHMS, MultiHasher, hash_source
-from selective_imager.manifest import Journal, data_runs, item_record, utc_now
-from selective_imager.matcher import MatchError, match
 from selective_imager.progress import NullProgress, ProgressSink
+from selective_imager.selection.matcher import MatchError, match
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from selective_imager.collect.hashing import DiskHashResult
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
-    from selective_imager.hashing import DiskHashResult
-    from selective_imager.matcher import Match
     from selective_imager.models import Extent
-    from selective_imager.rules import RuleSet
+    from selective_imager.selection.matcher import Match
+    from selective_imager.selection.rules import RuleSet
     from selective_imager.streams import ByteStream
 
 CHUNK = 1 << 20
@@ -769,7 +769,7 @@ def _delta(progress: ProgressSink) -> Any:
 def _start_concurrent_hash(
     disk: Disk, options: CollectOptions, run: _Run
 ) -> tuple[threading.Thread, threading.Event, list[DiskHashResult]]:
-    from selective_imager.source import open_source
+    from selective_imager.sources import open_source
 
     cancel = threading.Event()
     results: list[DiskHashResult] = []

@@ -3,7 +3,7 @@
 A rule file is YAML with one rule (see ``rules/README.md`` for the language). KAPE
 ``.tkape`` files and ForensicArtifacts YAML files are accepted wherever a rule file is:
 they are recognised by content and converted in memory by
-:mod:`selective_imager.importers`.
+:mod:`selective_imager.selection.importers`.
 
 Every problem is reported as a :class:`~selective_imager.errors.RuleError` carrying
 ``file:line``; all problems of a file are collected and raised together as a
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from selective_imager.errors import RuleError
-from selective_imager.globs import GlobError, compile_glob
+from selective_imager.selection.globs import GlobError, compile_glob
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -78,7 +78,7 @@ class Target:
 
     Attributes:
         name: label shown in reports (unique within its rule).
-        paths: glob patterns that select files (see :mod:`selective_imager.globs`).
+        paths: glob patterns that select files (see :mod:`selective_imager.selection.globs`).
         exclude: glob patterns removed from what ``paths`` selected.
         min_size: smallest stream size in bytes that is selected, inclusive.
         max_size: largest stream size in bytes that is selected, inclusive.
@@ -510,7 +510,7 @@ def load_file_rules(path: str | Path) -> list[Rule]:
             )
         return [parse_rule_text(text, str(file), digest)]
     # Imported lazily: the importers import this module.
-    from selective_imager.importers import rules_from_community_file
+    from selective_imager.selection.importers import rules_from_community_file
 
     return rules_from_community_file(file, text, digest, kind, fragment)
 
@@ -534,7 +534,7 @@ def load_rule_file(path: str | Path) -> Rule:
 
 def library_dir() -> Path:
     """The directory of the built-in rule library."""
-    return Path(__file__).parent / "rulelib"
+    return Path(__file__).parent.parent / "rulelib"
 
 
 def load_library(directory: Path | None = None) -> dict[str, Rule]:
@@ -622,7 +622,7 @@ def _load_with_dependencies(spec: str) -> tuple[set[str], list[Rule]]:
     base = Path(spec.split("#", 1)[0])
     kind = _detect(_read(base)[0], str(base))
     if kind == "forensicartifacts":
-        from selective_imager.importers.forensicartifacts import fa_dependencies
+        from selective_imager.selection.importers.forensicartifacts import fa_dependencies
 
         have = {r.name for r in rules}
         needed = {name for r in rules for name in r.include}
@@ -630,7 +630,7 @@ def _load_with_dependencies(spec: str) -> tuple[set[str], list[Rule]]:
             if conversion.document is not None:
                 rules.append(rule_from_mapping(conversion.document, str(base)))
     if kind == "kape":
-        from selective_imager.importers.kape import kape_dependencies
+        from selective_imager.selection.importers.kape import kape_dependencies
 
         seen = {base.resolve()}
         queue = list(kape_dependencies(base))

@@ -3,7 +3,7 @@
 Two strategies give identical results:
 
 * ``walk``: descend from the root only into directories some pattern can still reach
-  (the :class:`~selective_imager.globs.Glob` state machine prunes the tree); when every
+  (the :class:`~selective_imager.selection.globs.Glob` state machine prunes the tree); when every
   live pattern needs a literal name next, look the names up instead of listing the
   directory.
 * ``scan``: read every entry from :meth:`Filesystem.scan` (a sequential $MFT read on
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 from selective_imager.errors import FilesystemError, PathNotFoundError
 from selective_imager.filesystems.base import Filesystem
-from selective_imager.globs import Glob, Segment, State, compile_glob, stream_selected
+from selective_imager.selection.globs import Glob, Segment, State, compile_glob, stream_selected
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from selective_imager.models import FileEntry
-    from selective_imager.rules import Rule, RuleSet, Target
+    from selective_imager.selection.rules import Rule, RuleSet, Target
 
 __all__ = [
     "LOOKUP_LIMIT",

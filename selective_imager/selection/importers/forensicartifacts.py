@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from selective_imager.importers import Conversion, ConversionStatus, escape_literal, kebab
+from selective_imager.selection.importers import Conversion, ConversionStatus, escape_literal, kebab
 
 if TYPE_CHECKING:
     from pathlib import Path

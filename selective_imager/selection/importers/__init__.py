@@ -2,7 +2,7 @@
 
 :func:`import_paths` writes one rule file per converted item and returns an
 :class:`ImportReport`; :func:`rules_from_community_file` is what
-:func:`selective_imager.rules.load_file_rules` uses to accept these files in place of
+:func:`selective_imager.selection.rules.load_file_rules` uses to accept these files in place of
 our own.
 """
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from selective_imager.rules import Rule
+    from selective_imager.selection.rules import Rule
 
 __all__ = [
     "Conversion",
@@ -121,14 +121,14 @@ def rules_from_community_file(
     Raises:
         RuleError: the file cannot be converted, or ``fragment`` names no definition.
     """
-    from selective_imager.rules import RuleValidationError, rule_from_mapping
+    from selective_imager.selection.rules import RuleValidationError, rule_from_mapping
 
     if kind == "kape":
-        from selective_imager.importers.kape import convert_kape_text
+        from selective_imager.selection.importers.kape import convert_kape_text
 
         conversions = [convert_kape_text(text, path)]
     else:
-        from selective_imager.importers.forensicartifacts import convert_fa_file
+        from selective_imager.selection.importers.forensicartifacts import convert_fa_file
 
         conversions = convert_fa_file(path, text)
         if fragment:
@@ -171,8 +171,8 @@ def import_paths(paths: Iterable[Path], out_dir: Path) -> ImportReport:
     Each converted item is written to ``out_dir/<rule-name>.yaml``; items that do not
     convert are only reported.
     """
-    from selective_imager.importers.forensicartifacts import convert_fa_file
-    from selective_imager.importers.kape import KapeNames, convert_kape_text
+    from selective_imager.selection.importers.forensicartifacts import convert_fa_file
+    from selective_imager.selection.importers.kape import KapeNames, convert_kape_text
 
     files: list[Path] = []
     for path in paths:

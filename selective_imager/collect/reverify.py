@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.collect.hashing import MultiHasher, hash_source
 from selective_imager.errors import SelectiveImagerError
-from selective_imager.hashing import MultiHasher, hash_source
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -1,0 +1,1 @@
+"""Copying: the collection run, the disk hash, the manifest records and re-verification."""

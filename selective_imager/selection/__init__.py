@@ -1,0 +1,1 @@
+"""What to take: glob patterns, rule files, the pruned matcher and the rule importers."""

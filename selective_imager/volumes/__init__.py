@@ -1,0 +1,1 @@
+"""Volume layers: partition tables, encrypted volumes, shadow copies; one module per format."""

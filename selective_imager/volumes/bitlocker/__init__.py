@@ -1,0 +1,1 @@
+"""BitLocker: unlock (pybde), the FVE metadata reader and the OpenSSL fast path."""
