@@ -1,0 +1,408 @@
+"""``collect`` (and its dry run) and ``hash``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from selective_imager.credentials import (
+    STARTUP_KEY,
+    PromptingCredentials,
+)
+from selective_imager.errors import (
+    RuleError,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from selective_imager.discovery import Disk
+
+from selective_imager.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    _errors,
+    _escape,
+    _human,
+    _open,
+    _Unrecognised,
+    app,
+    err,
+    out,
+)
+from selective_imager.cli.options import (
+    _NO_CREDENTIALS,
+    _CredentialOptions,
+    _with_credentials,
+)
+
+
+# -- collect ----------------------------------------------------------------
+class _RichProgress:
+    """ProgressSink on a rich progress bar (stderr)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.quiet = quiet
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[items]} items {task.fields[current]}"),
+            console=err,
+            transient=False,
+            disable=quiet,
+        )
+        self._task: Any = None
+        self._items = 0
+
+    def __enter__(self) -> _RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def phase(self, name: str, total_bytes: int | None, total_items: int | None) -> None:
+        self._items = 0
+        self._task = self._progress.add_task(name, total=total_bytes, items=0, current="")
+
+    def item(self, label: str) -> None:
+        if self._task is not None:
+            short = label if len(label) <= 60 else "…" + label[-59:]
+            self._progress.update(self._task, current=_escape(short))
+
+    def advance(self, nbytes: int = 0, items: int = 0) -> None:
+        if self._task is not None:
+            self._items += items
+            self._progress.update(self._task, advance=nbytes, items=self._items)
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, current="")
+            self._task = None
+
+
+def _redacted_argv(creds: PromptingCredentials) -> tuple[str, ...]:
+    secrets = {c.secret for c in creds.static if c.kind != STARTUP_KEY}
+    return tuple("<redacted>" if arg in secrets else arg for arg in sys.argv)
+
+
+def _parse_size(text: str) -> int:
+    from selective_imager.selection.rules import parse_size
+
+    try:
+        return parse_size(text)
+    except (ValueError, RuleError) as exc:
+        raise typer.BadParameter(f"{text!r}: {exc}") from None
+
+
+@app.command()
+@_with_credentials
+def collect(
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Container file to write (.zip).")
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option("--rule", "-r", help="Rule name or rule file (repeatable). Default: triage."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be collected; copy nothing.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    volume: Annotated[
+        list[int] | None, typer.Option("--volume", "-v", help="Only these volumes (repeatable).")
+    ] = None,
+    hash_algorithms: Annotated[
+        str, typer.Option("--hash", help="Per-file hashes, e.g. md5,sha1,sha256.")
+    ] = "md5,sha1,sha256",
+    disk_hash: Annotated[
+        str, typer.Option("--disk-hash", help="Whole-disk hashes, or 'none'.")
+    ] = "md5,sha1,sha256",
+    disk_hash_mode: Annotated[
+        str, typer.Option("--disk-hash-mode", help="'after' the artifacts, or 'concurrent'.")
+    ] = "after",
+    piece_size: Annotated[
+        str,
+        typer.Option(
+            "--piece-size",
+            help="Also a SHA-256 per piece of the disk, e.g. 1GiB (0: off; a 4th pass).",
+        ),
+    ] = "0",
+    store: Annotated[bool, typer.Option("--store", help="Do not compress members.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Matcher: auto, walk or scan.")
+    ] = "auto",
+    case: Annotated[str, typer.Option("--case", help="Case number.")] = "",
+    evidence: Annotated[str, typer.Option("--evidence", help="Evidence number.")] = "",
+    examiner: Annotated[str, typer.Option("--examiner", help="Examiner name.")] = "",
+    notes: Annotated[str, typer.Option("--notes", help="Free-text notes.")] = "",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
+) -> None:
+    """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
+    from selective_imager.collect.collector import CollectOptions
+    from selective_imager.collect.collector import collect as run_collect
+    from selective_imager.collect.hashing import parse_algorithms
+    from selective_imager.selection.rules import resolve
+
+    code = EXIT_OK
+    with _errors():
+        try:
+            hashes = parse_algorithms(hash_algorithms)
+            disk_hashes = parse_algorithms(disk_hash)
+        except ValueError as exc:
+            raise _Unrecognised(str(exc)) from None
+        if disk_hash_mode not in ("after", "concurrent"):
+            raise _Unrecognised(f"--disk-hash-mode {disk_hash_mode!r}: use after or concurrent")
+        if strategy not in ("auto", "walk", "scan"):
+            raise _Unrecognised(f"--strategy {strategy!r}: use auto, walk or scan")
+        pieces = _parse_size(piece_size)
+        if not dry_run and output is None:
+            raise _Unrecognised("--output is required (or use --dry-run)")
+        if output is not None and output.exists() and not force and not dry_run:
+            raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
+        ruleset = resolve(rule or ["triage"])
+        creds = credentials.build()
+        with _open(source, creds) as disk:
+            if dry_run:
+                code = _dry_run(disk, ruleset, volume, strategy, json_output)
+            else:
+                assert output is not None
+                options = CollectOptions(
+                    hashes=hashes or ("sha256",),
+                    disk_hash=disk_hashes,
+                    disk_hash_mode=disk_hash_mode,
+                    piece_size=pieces,
+                    overwrite=force,
+                    compress=False if store else None,
+                    case=case,
+                    evidence=evidence,
+                    examiner=examiner,
+                    notes=notes,
+                    command_line=_redacted_argv(creds),
+                    strategy=strategy,
+                )
+                interrupted = False
+                with _RichProgress(quiet or json_output) as progress:
+                    try:
+                        report = run_collect(disk, ruleset, output, options, progress, volume)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                if interrupted:
+                    err.print(f"interrupted: {output} was finished as incomplete")
+                    raise typer.Exit(EXIT_PARTIAL)
+                code = report.exit_code
+                _print_collect_summary(report, json_output)
+    raise typer.Exit(code)
+
+
+def _print_collect_summary(report: Any, json_output: bool) -> None:
+    disk = report.disk_hash
+    summary = {
+        "output": str(report.output),
+        "status": report.status,
+        "counts": report.counts,
+        "bytes_collected": report.bytes_collected,
+        "container_sha256": report.container_sha256,
+        "disk_hash": None
+        if disk is None
+        else {
+            "complete": disk.complete,
+            "digests": disk.digests.as_dict() if disk.digests else None,
+            "bytes_hashed": disk.bytes_hashed,
+            "unreadable": [list(r) for r in disk.unreadable],
+        },
+        "volume_errors": report.volume_errors,
+    }
+    if json_output:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title="Collection summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("container", _escape(str(report.output)))
+    table.add_row("status", report.status)
+    for outcome, count in report.counts.items():
+        table.add_row(outcome, str(count))
+    table.add_row("bytes collected", f"{report.bytes_collected} ({_human(report.bytes_collected)})")
+    if disk is not None:
+        if disk.digests:
+            for alg, value in disk.digests.as_dict().items():
+                table.add_row(f"disk {alg}", value)
+        else:
+            table.add_row("disk hash", f"incomplete: {disk.bytes_hashed} of {disk.size} bytes")
+        if disk.unreadable:
+            table.add_row("unreadable", ", ".join(f"{o}+{n}" for o, n in disk.unreadable))
+    for problem in report.volume_errors:
+        table.add_row("[red]volume error[/]", _escape(problem))
+    out.print(table)
+    out.print(f"container sha256 {report.container_sha256}")
+
+
+def _dry_run(
+    disk: Disk, ruleset: Any, volumes: list[int] | None, strategy: str, json_output: bool
+) -> int:
+    from selective_imager.selection.matcher import match_all
+
+    code = EXIT_OK
+    rows: list[dict[str, Any]] = []
+    for vol in disk.volumes:
+        if volumes is not None and vol.report.volume.index not in volumes:
+            continue
+        fs = vol.filesystem
+        if fs is None:
+            if not json_output:
+                err.print(
+                    f"[yellow]volume {vol.report.volume.index} skipped: {_escape(vol.report.error)}[/]"
+                )
+            continue
+        result = match_all(fs, ruleset, strategy=strategy)
+        for problem in result.errors:
+            code = EXIT_PARTIAL
+            err.print(
+                f"[red]volume {vol.report.volume.index}: cannot read {_escape(problem.path or '/')}: {_escape(str(problem.error))}[/]"
+            )
+        for m in result.matches:
+            rows.append(
+                {
+                    "volume": vol.report.volume.index,
+                    "path": m.entry.path,
+                    "stream": m.stream,
+                    "size": m.size,
+                    "rules": list(m.rules),
+                    "targets": list(m.targets),
+                    "entry": m.entry.entry,
+                }
+            )
+    if json_output:
+        print(
+            json.dumps(
+                {"items": rows, "count": len(rows), "bytes": sum(r["size"] for r in rows)},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return code
+    table = Table(title="Would collect")
+    for col in ("vol", "path", "size", "rules"):
+        table.add_column(col)
+    for row in rows:
+        name = row["path"] + (f":{row['stream']}" if row["stream"] else "")
+        table.add_row(str(row["volume"]), _escape(name), str(row["size"]), ", ".join(row["rules"]))
+    out.print(table)
+    out.print(f"{len(rows)} items, {_human(sum(r['size'] for r in rows))}")
+    return code
+
+
+# -- hash -------------------------------------------------------------------
+@app.command("hash")
+def hash_command(
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    algorithms: Annotated[
+        str, typer.Option("--disk-hash", "--hash", help="Algorithms.")
+    ] = "md5,sha1,sha256",
+    piece_size: Annotated[
+        str,
+        typer.Option(
+            "--piece-size",
+            help="Also a SHA-256 per piece, e.g. 1GiB (0: off; a 4th pass).",
+        ),
+    ] = "0",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Hash the whole source (raw bytes), optionally with piecewise SHA-256."""
+    import threading
+
+    from selective_imager.collect.hashing import hash_source, parse_algorithms
+    from selective_imager.sources import open_source
+
+    with _errors():
+        try:
+            algs = parse_algorithms(algorithms)
+        except ValueError as exc:
+            raise _Unrecognised(str(exc)) from None
+        if not algs:
+            raise _Unrecognised("--disk-hash none: nothing to do")
+        pieces = _parse_size(piece_size)
+        with open_source(source) as src, _RichProgress(quiet or json_output) as progress:
+            progress.phase("disk-hash", src.info.size, None)
+            last = [0]
+
+            def update(total: int) -> None:
+                progress.advance(total - last[0])
+                last[0] = total
+
+            cancel = threading.Event()
+            try:
+                result = hash_source(
+                    src.stream,
+                    algs,
+                    piece_size=pieces,
+                    sector_size=src.info.sector_size,
+                    progress=update,
+                    cancel=cancel,
+                )
+            except KeyboardInterrupt:
+                cancel.set()
+                raise
+            progress.done()
+            stored = {
+                k.split(".", 1)[1]: v
+                for k, v in src.info.details.items()
+                if k.startswith("stored_hash.")
+            }
+    data: dict[str, Any] = {
+        "source": source,
+        "size": result.size,
+        "complete": result.complete,
+        "bytes_hashed": result.bytes_hashed,
+        "digests": result.digests.as_dict() if result.digests else None,
+        "pieces": [
+            {"index": p.index, "offset": p.offset, "length": p.length, "sha256": p.sha256}
+            for p in result.pieces
+        ],
+        "unreadable": [list(r) for r in result.unreadable],
+        "stored_hashes": stored,
+        "seconds": round(result.seconds, 3),
+    }
+    mismatch = [
+        alg
+        for alg, value in stored.items()
+        if result.digests and result.digests.get(alg) and result.digests.get(alg) != value
+    ]
+    data["stored_hash_mismatch"] = mismatch
+    if json_output:
+        print(json.dumps(data, indent=2))
+    else:
+        for alg, value in (data["digests"] or {}).items():
+            print(f"{alg}  {value}  {source}")
+        for alg, value in stored.items():
+            state = "MISMATCH" if alg in mismatch else "matches"
+            print(f"stored {alg} {value}: {state}")
+        if result.unreadable:
+            print(
+                "unreadable ranges (zero-filled): "
+                + ", ".join(f"{o}+{n}" for o, n in result.unreadable)
+            )
+    raise typer.Exit(
+        EXIT_PARTIAL if mismatch or result.unreadable or not result.complete else EXIT_OK
+    )

@@ -1,0 +1,207 @@
+"""``verify``, ``extract`` and ``show``: reading a finished container."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+
+    from pathlib import Path
+    pass
+
+from selective_imager.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    _errors,
+    _escape,
+    _human,
+    _open,
+    app,
+    err,
+    out,
+)
+from selective_imager.cli.options import (
+    _NO_CREDENTIALS,
+    _CredentialOptions,
+    _with_credentials,
+)
+
+
+# -- verify / extract / show -------------------------------------------------
+@app.command()
+@_with_credentials
+def verify(
+    container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Also re-read every item and re-hash the disk from it."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
+) -> None:
+    """Re-hash every member against the manifest and the seal (and the source)."""
+    from selective_imager.container.reader import open_container
+    from selective_imager.container.reader import verify as verify_container
+
+    differences: list[dict[str, Any]] = []
+    with _errors():
+        report = verify_container(container)
+        differences = [
+            {
+                "what": d.member,
+                "kind": d.kind,
+                "expected": d.expected,
+                "found": d.found,
+                "detail": d.detail,
+            }
+            for d in report.differences
+        ]
+        source_checked = None
+        if source is not None:
+            from selective_imager.collect.reverify import reverify_disk, reverify_items
+
+            with open_container(container) as box:
+                records = [
+                    json.loads(line)
+                    for line in box.read("manifest.jsonl").decode("utf-8").splitlines()
+                    if line
+                ]
+                acquisition = box.acquisition() or {}
+            creds = credentials.build()
+            with _open(source, creds) as disk:
+                source_checked, item_diffs = reverify_items(disk, records)
+                disk_diffs = reverify_disk(disk, acquisition)
+            differences += [
+                {
+                    "what": d.what,
+                    "kind": f"source-{d.kind}",
+                    "expected": d.expected,
+                    "found": d.found,
+                    "detail": d.detail,
+                }
+                for d in (*item_diffs, *disk_diffs)
+            ]
+    ok = not differences
+    data = {
+        "container": str(container),
+        "ok": ok,
+        "seal_present": report.seal_present,
+        "members_checked": report.members_checked,
+        "items_checked": report.items_checked,
+        "source_items_checked": source_checked,
+        "differences": differences,
+    }
+    if json_output:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        for d in differences:
+            out.print(
+                f"[red]{d['kind']}[/] {_escape(d['what'])}"
+                + (
+                    f" expected {d['expected']} found {d['found']}"
+                    if d["expected"] or d["found"]
+                    else ""
+                )
+                + (f" ({_escape(d['detail'])})" if d["detail"] else "")
+            )
+        verdict = "[green]OK[/]" if ok else f"[red]FAILED[/] ({len(differences)} difference(s))"
+        extra = (
+            f", {source_checked} items re-read from the source"
+            if source_checked is not None
+            else ""
+        )
+        out.print(
+            f"{verdict}: {report.members_checked} members, {report.items_checked} items checked{extra}"
+        )
+    raise typer.Exit(EXIT_OK if ok else EXIT_PARTIAL)
+
+
+@app.command()
+def extract(
+    container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
+    dest: Annotated[Path, typer.Argument(help="Destination folder.")],
+    path: Annotated[
+        str | None, typer.Option("--path", help="Only items whose original path matches this glob.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Restore collected files under their original names, with modification times."""
+    from selective_imager.container.reader import extract as extract_container
+
+    with _errors():
+        report = extract_container(container, dest, pattern=path)
+    if json_output:
+        print(
+            json.dumps(
+                {
+                    "dest": report.dest,
+                    "files": report.files,
+                    "bytes": report.bytes,
+                    "refused": [list(r) for r in report.refused],
+                    "failed": [list(f) for f in report.failed],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for name, reason in report.refused:
+            err.print(f"[yellow]refused[/] {_escape(name)}: {_escape(reason)}")
+        for name, error in report.failed:
+            err.print(f"[red]failed[/] {_escape(name)}: {_escape(error)}")
+        out.print(
+            f"{report.files} files, {_human(report.bytes)} restored under {_escape(report.dest)}"
+        )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+@app.command()
+def show(
+    container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Summarise a container: source, volumes, counts, hashes, seal status."""
+    from selective_imager.container.reader import summary
+
+    with _errors():
+        data = summary(container)
+    if json_output:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return
+    acq = data.get("acquisition") or {}
+    out.print(
+        f"[bold]Container[/] {_escape(str(data.get('path')))} ({_human(int(data.get('container_bytes') or 0))})"
+    )
+    if acq:
+        src = acq.get("source") or {}
+        out.print(
+            f"  tool {acq.get('tool')} {acq.get('version')}, {acq.get('started')} → {acq.get('ended')}, status {acq.get('status')}"
+        )
+        out.print(
+            f"  source {_escape(str(src.get('path')))} ({src.get('format')}, {src.get('size')} bytes)"
+        )
+        case = acq.get("case") or {}
+        if any(case.values()):
+            out.print("  case " + ", ".join(f"{k}={_escape(str(v))}" for k, v in case.items() if v))
+        for vol in acq.get("volumes", []):
+            fs = vol.get("filesystem") or {}
+            enc = vol.get("encryption") or {}
+            out.print(
+                f"  volume {vol.get('index')}: {fs.get('type', '-')} {_escape(fs.get('label', '') or '')}"
+                + (f", BitLocker {enc.get('state')}" if enc else "")
+                + (f" [red]{_escape(vol['error'])}[/]" if vol.get("error") else "")
+            )
+        disk = acq.get("disk_hash") or {}
+        for alg, value in (disk.get("digests") or {}).items():
+            out.print(f"  disk {alg} {value}")
+        if disk and not disk.get("complete"):
+            out.print(
+                f"  [yellow]disk hash incomplete: {disk.get('bytes_hashed')} of {disk.get('size')} bytes[/]"
+            )
+    for key, value in sorted((data.get("counts") or {}).items()):
+        out.print(f"  {key}: {value}")
+    seal = data.get("seal") or {}
+    out.print(f"  seal: {json.dumps(seal, default=str)}")

@@ -1,0 +1,206 @@
+"""``info`` and ``ls``: what is on a source, and the tree of one volume."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from selective_imager.errors import (
+    PathNotFoundError,
+    SelectiveImagerError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selective_imager.models import FileEntry
+
+from selective_imager.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    _errors,
+    _escape,
+    _human,
+    _open,
+    _pick_volume,
+    _Unrecognised,
+    app,
+    err,
+    out,
+)
+from selective_imager.cli.options import (
+    _NO_CREDENTIALS,
+    _CredentialOptions,
+    _with_credentials,
+)
+
+
+@app.command()
+@_with_credentials
+def info(
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
+) -> None:
+    """Show the source, its partitions, encrypted volumes and file systems."""
+    with _errors():
+        creds = credentials.build()
+        with _open(source, creds) as disk:
+            data = disk.as_dict()
+    if json_output:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    _print_info(data)
+
+
+def _print_info(data: dict[str, Any]) -> None:
+    src = data["source"]
+    out.print(f"[bold]Source[/] {_escape(src['path'])}")
+    out.print(
+        f"  format {src['format']}, {src['size']} bytes ({_human(src['size'])}), "
+        f"sector size {src['sector_size']}, {len(src['segments'])} segment(s)"
+    )
+    for key, value in sorted(src["details"].items()):
+        out.print(f"  {_escape(key)}: {_escape(str(value))}")
+    table_info = data["partition_table"]
+    if table_info:
+        out.print(
+            f"  partition table: {table_info['scheme']}"
+            + (f", disk GUID {table_info['disk_guid']}" if table_info["disk_guid"] else "")
+        )
+        for problem in table_info["problems"]:
+            out.print(f"  [yellow]problem:[/] {_escape(problem)}")
+    else:
+        out.print("  partition table: none (the source is one volume)")
+    table = Table(show_lines=False)
+    for col in (
+        "#",
+        "offset",
+        "size",
+        "type",
+        "name",
+        "encryption",
+        "file system",
+        "label",
+        "serial",
+    ):
+        table.add_column(col)
+    for vol in data["volumes"]:
+        enc = vol["encryption"]
+        fs = vol["filesystem"]
+        enc_text = "none"
+        if enc:
+            enc_text = f"{enc['state']}" + (f" ({enc['method']})" if enc["method"] else "")
+        table.add_row(
+            str(vol["index"]),
+            str(vol["offset"]),
+            _human(vol["size"]),
+            _escape(vol["type_name"] or vol["type"] or "-"),
+            _escape(vol["name"] or ""),
+            enc_text,
+            fs["type"] if fs else "-",
+            _escape(fs["label"]) if fs else "",
+            fs["serial"] if fs else "",
+        )
+    out.print(table)
+    for vol in data["volumes"]:
+        enc = vol["encryption"]
+        if enc:
+            out.print(
+                f"volume {vol['index']}: BitLocker {enc['state']}, {enc['method'] or '?'}, "
+                f"protectors: {', '.join(enc['protectors']) or '-'}, GUID {enc['volume_guid']}, "
+                f"created {enc['created']}, description {_escape(enc['description'] or '-')}"
+                + (f", unlocked with {enc['unlocked_with']}" if enc["unlocked_with"] else "")
+                + (f", decrypted with {enc['decryptor']}" if enc.get("decryptor") else "")
+            )
+            if enc.get("decryptor_note"):
+                out.print(f"  [yellow]decryptor:[/] {_escape(enc['decryptor_note'])}")
+            if enc["fallback"]:
+                out.print(f"  [yellow]fallback:[/] {_escape(enc['fallback'])}")
+        if vol["error"]:
+            out.print(f"[red]volume {vol['index']}: {_escape(vol['error'])}[/]")
+        if vol["note"]:
+            out.print(f"[yellow]volume {vol['index']}: {_escape(vol['note'])}[/]")
+
+
+
+@app.command()
+@_with_credentials
+def ls(
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    path: Annotated[str, typer.Argument(help="Directory or file, '/'-separated.")] = "",
+    volume: Annotated[
+        int | None, typer.Option("--volume", "-v", help="Volume number from info.")
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="List the whole tree.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    credentials: _CredentialOptions = _NO_CREDENTIALS,
+) -> None:
+    """List a directory (or the tree) of a volume with entry numbers, sizes, times and ADS."""
+    code = EXIT_OK
+    with _errors():
+        creds = credentials.build()
+        with _open(source, creds) as disk:
+            vol = _pick_volume(disk, volume)
+            fs = vol.filesystem
+            assert fs is not None
+            try:
+                start = fs.lookup(path.strip("/"))
+            except PathNotFoundError:
+                raise _Unrecognised(
+                    f"{path}: not found on volume {vol.report.volume.index}"
+                ) from None
+            entries: Iterator[FileEntry]
+            walker = _ReportingWalk(fs)
+            if not start.is_directory:
+                entries = iter([start])
+            elif recursive:
+                entries = walker.walk(start)
+            else:
+                entries = fs.iterdir(start)
+            for entry in entries:
+                if json_output:
+                    print(json.dumps(entry.as_dict(), ensure_ascii=False))
+                else:
+                    _print_entry(entry)
+            code = EXIT_PARTIAL if walker.errors else EXIT_OK
+    raise typer.Exit(code)
+
+
+class _ReportingWalk:
+    """Depth-first walk that reports unreadable directories and goes on."""
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self.errors = 0
+
+    def walk(self, start: FileEntry) -> Iterator[FileEntry]:
+        stack = [start]
+        while stack:
+            directory = stack.pop()
+            try:
+                children = list(self.fs.iterdir(directory))
+            except SelectiveImagerError as exc:
+                self.errors += 1
+                err.print(
+                    f"[red]cannot list {_escape(directory.path or '/')}: {_escape(str(exc))}[/]"
+                )
+                continue
+            yield from children
+            stack.extend(reversed([c for c in children if c.is_directory]))
+
+
+def _print_entry(entry: FileEntry) -> None:
+    kind = "d" if entry.is_directory else "r"
+    ref = f"{entry.entry}-{entry.sequence}" if entry.sequence is not None else f"{entry.entry}"
+    times = entry.si or entry.times
+    modified = times.modified.isoformat() if times and times.modified else "-"
+    deleted = "" if entry.allocated else " (deleted)"
+    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{deleted}")
+    for stream in entry.streams:
+        print(f"{kind} {ref:>12} {stream.size:>12} {'':<28} {entry.path}:{stream.name}")
