@@ -1,13 +1,16 @@
-"""From a source down to its file systems: the worklist over volumes.
+"""From a source down to its file systems: the worklist over volume layers.
 
-Shaped like dissect's volume loop: take a stream; if it is BitLocker, unlock it and
-put the decrypted stream back; else open its file system. A volume that cannot be
-opened is recorded with a one-line reason and the rest of the disk goes on.
+Shaped like dissect's volume loop: pop a stream; ask each layer of
+:mod:`selective_imager.volumes.registry` whether it is there (a partition table, an
+encrypted volume, shadow copies...); a layer's children go back on the list; a stream
+no layer claims (or whose layer keeps it, as shadow copies do) gets its file system
+opened. A volume that cannot be opened is recorded with a one-line reason and the
+rest of the disk goes on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import (
@@ -23,10 +26,11 @@ from selective_imager.models import (
     Locator,
     VolumeInfo,
     locator_str,
+    volume_label,
 )
-from selective_imager.sources import Source, open_source
-from selective_imager.volumes.bitlocker.unlock import BitLockerVolume, is_bitlocker, open_bitlocker
-from selective_imager.volumes.partitions import VolumeSystem, open_volume_system, slice_volume
+from selective_imager.sources import Source, SourceOptions, open_source
+from selective_imager.volumes.base import DiscoveryOptions, LayerContext
+from selective_imager.volumes.registry import layers
 
 if TYPE_CHECKING:
     import os
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from selective_imager.credentials import CredentialProvider
     from selective_imager.filesystems.base import Filesystem
     from selective_imager.streams import ByteStream
+    from selective_imager.volumes.base import Child, LayerResult, VolumeLayer
+    from selective_imager.volumes.partitions import VolumeSystem
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +52,14 @@ class VolumeReport:
     filesystem: FilesystemInfo | None = None
     error: str = ""
     note: str = ""
+    snapshot: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        """``p3`` for partition 3, ``v0`` for an unpartitioned source."""
-        return self.locator[0].label() if self.locator else f"v{self.volume.index}"
+        """``p3`` for partition 3, ``v0`` for an unpartitioned source, ``p3/vss2`` for
+        its second shadow-copy store: the prefix of container paths."""
+        return volume_label(self.locator) or f"v{self.volume.index}"
 
     def as_dict(self) -> dict[str, Any]:
         """The ``info --json`` form of a volume."""
@@ -97,6 +106,8 @@ class VolumeReport:
             },
             "error": self.error or None,
             "note": self.note or None,
+            "snapshot": self.snapshot,
+            **self.details,
         }
 
 
@@ -108,16 +119,12 @@ class OpenVolume:
     raw: ByteStream
     stream: ByteStream | None
     filesystem: Filesystem | None
-    _bitlocker: BitLockerVolume | None = None
 
     def close(self) -> None:
-        """Close the file system and the BitLocker handle."""
+        """Close the file system (layer handles belong to the :class:`Disk`)."""
         if self.filesystem is not None:
             self.filesystem.close()
             self.filesystem = None
-        if self._bitlocker is not None:
-            self._bitlocker.close()
-            self._bitlocker = None
 
 
 @dataclass(slots=True)
@@ -127,17 +134,24 @@ class Disk:
     source: Source
     table: VolumeSystem | None
     volumes: list[OpenVolume] = field(default_factory=list)
+    handles: list[Any] = field(default_factory=list)
 
-    def volume(self, index: int) -> OpenVolume:
-        """The volume numbered ``index`` (as ``info`` lists them).
+    def volume(self, key: int | str) -> OpenVolume:
+        """The volume numbered ``key`` (as ``info`` lists them), or labelled ``key``.
+
+        A number names the volume itself, not one of its snapshots; a label
+        (``p3``, ``p3/vss2``) names exactly one.
 
         Raises:
             KeyError: no such volume.
         """
         for vol in self.volumes:
-            if vol.report.volume.index == index:
+            if isinstance(key, str) and not key.isdigit():
+                if vol.report.label == key:
+                    return vol
+            elif vol.report.volume.index == int(key) and vol.report.snapshot is None:
                 return vol
-        raise KeyError(index)
+        raise KeyError(key)
 
     def recognised(self) -> bool:
         """Whether anything at all was recognised (a table, BitLocker or a file system)."""
@@ -173,6 +187,9 @@ class Disk:
         """Close every volume and the source."""
         for vol in self.volumes:
             vol.close()
+        for handle in reversed(self.handles):
+            handle.close()
+        self.handles.clear()
         self.source.close()
 
     def __enter__(self) -> Disk:
@@ -182,97 +199,153 @@ class Disk:
         self.close()
 
 
-def open_disk(path: str | os.PathLike[str], credentials: CredentialProvider | None = None) -> Disk:
+def open_disk(
+    path: str | os.PathLike[str],
+    credentials: CredentialProvider | None = None,
+    options: DiscoveryOptions | None = None,
+    source_options: SourceOptions | None = None,
+) -> Disk:
     """Open a source and everything on it.
 
     Raises:
         SourceError: the source itself cannot be opened.
         VolumeSystemError: its partition table cannot be listed.
     """
-    source = open_source(path)
+    source = open_source(path, source_options)
     try:
-        return discover(source, credentials)
+        return discover(source, credentials, options)
     except BaseException:
         source.close()
         raise
 
 
-def discover(source: Source, credentials: CredentialProvider | None = None) -> Disk:
-    """Find the volumes and file systems of an open source."""
-    table = open_volume_system(source.stream, source.info.sector_size)
-    disk = Disk(source, table)
-    work: list[tuple[VolumeInfo, ByteStream, Locator, str]] = []
-    if table is None:
-        whole = VolumeInfo(index=0, offset=0, size=source.info.size, scheme="none")
-        work.append((whole, source.stream, (LayerRef("volume", 0, 0),), ""))
-    else:
-        for vol in table.volumes:
-            ref = LayerRef("partition", vol.index, vol.offset, vol.guid)
-            work.append(
-                (vol, slice_volume(source.stream, vol), (ref,), table.problem_of(vol.index))
-            )
-    for vol, raw, locator, problem in work:
-        disk.volumes.append(_open_volume(vol, raw, locator, problem, credentials))
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """One stream on the worklist, with how it was reached."""
+
+    stream: ByteStream
+    volume: VolumeInfo
+    locator: Locator
+    kinds: tuple[str, ...] = ()
+    problem: str = ""
+    encryption: EncryptionInfo | None = None
+    snapshot: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def discover(
+    source: Source,
+    credentials: CredentialProvider | None = None,
+    options: DiscoveryOptions | None = None,
+) -> Disk:
+    """Find the volumes and file systems of an open source (the worklist)."""
+    options = options or DiscoveryOptions()
+    disk = Disk(source, None)
+    whole = VolumeInfo(index=0, offset=0, size=source.info.size, scheme="none")
+    work: list[_Node] = [_Node(source.stream, whole, (LayerRef("volume", 0, 0),))]
+    while work:
+        node = work.pop(0)
+        if node.stream.size == 0:
+            error = node.problem or "volume is empty or outside the source"
+            disk.volumes.append(_leaf(node, error=error))
+            continue
+        context = LayerContext(
+            volume=node.volume,
+            sector_size=source.info.sector_size,
+            depth=len(node.kinds),
+            kinds_above=node.kinds,
+            credentials=credentials,
+            options=options,
+        )
+        layer = _detect_layer(node.stream, context)
+        if layer is None:
+            disk.volumes.append(_open_leaf(node))
+            continue
+        result = layer.open_layer(node.stream, context)
+        disk.handles.extend(result.handles)
+        if result.table is not None and disk.table is None and not node.kinds:
+            disk.table = result.table
+        children = [_child_node(node, layer, result, child) for child in result.children]
+        if result.keep_parent:
+            disk.volumes.append(_open_leaf(node))
+        elif result.error or (not children and result.encryption is not None):
+            encrypted = replace(node, encryption=result.encryption or node.encryption)
+            disk.volumes.append(_leaf(encrypted, error=result.error))
+        work[:0] = children
     return disk
 
 
-def _open_volume(
-    vol: VolumeInfo,
-    raw: ByteStream,
-    locator: Locator,
-    problem: str,
-    credentials: CredentialProvider | None,
+def _detect_layer(stream: ByteStream, context: LayerContext) -> type[VolumeLayer] | None:
+    for layer in layers():
+        if layer.applies(context) and layer.detect(stream, context):
+            return layer
+    return None
+
+
+def _child_node(
+    parent: _Node, layer: type[VolumeLayer], result: LayerResult, child: Child
+) -> _Node:
+    # Partitions of the source itself are named p1, p2... rather than v0/p1.
+    base = parent.locator if parent.kinds else ()
+    if layer.kind != "partition-table":
+        base = parent.locator
+    details = dict(parent.details)
+    if result.details:
+        details.update(result.details)
+    return _Node(
+        stream=child.stream,
+        volume=child.volume or parent.volume,
+        locator=(*base, child.ref),
+        kinds=(*parent.kinds, layer.kind),
+        problem=_join(parent.problem, child.problem),
+        encryption=result.encryption or parent.encryption,
+        snapshot=child.snapshot or parent.snapshot,
+        details=details,
+    )
+
+
+def _leaf(
+    node: _Node,
+    error: str = "",
+    fs: Filesystem | None = None,
+    note: str = "",
+    stream: ByteStream | None = None,
 ) -> OpenVolume:
-    if raw.size == 0:
-        report = VolumeReport(
-            vol, locator, error=problem or "volume is empty or outside the source"
-        )
-        return OpenVolume(report, raw, None, None)
-    encryption: EncryptionInfo | None = None
-    bde: BitLockerVolume | None = None
-    stream: ByteStream | None = raw
-    if is_bitlocker(raw):
-        bde = open_bitlocker(raw, credentials, vol if vol.scheme != "none" else None)
-        encryption = bde.info
-        stream = bde.stream
-        locator = (*locator, LayerRef("bitlocker", 0, 0, encryption.volume_guid))
-        if stream is None:
-            error = f"BitLocker volume locked: {encryption.reason}"
-            return OpenVolume(
-                VolumeReport(vol, locator, encryption, error=_join(problem, error)),
-                raw,
-                None,
-                None,
-                bde,
-            )
-    assert stream is not None
+    locator = node.locator
+    if fs is not None:
+        locator = (*locator, LayerRef("filesystem", 0, 0, fs.info.type))
+    report = VolumeReport(
+        node.volume,
+        locator,
+        node.encryption,
+        fs.info if fs is not None else None,
+        error=_join(node.problem, error) if error else node.problem,
+        note=note,
+        snapshot=node.snapshot,
+        details=node.details,
+    )
+    return OpenVolume(report, node.stream, node.stream if fs is not None else stream, fs)
+
+
+def _open_leaf(node: _Node) -> OpenVolume:
     try:
-        fs, note = open_filesystem(stream)
+        fs, note = open_filesystem(node.stream)
     except UnsupportedFilesystemError as exc:
+        vol = node.volume
         what = vol.type_name or vol.type_id
         error = f"no supported file system recognised{f' ({what})' if what else ''}"
-        if encryption is not None:
+        if str(exc) != "no supported file system recognised":
+            error = f"{exc}{f' ({what})' if what else ''}"
+        if node.encryption is not None:
             error = "decrypted, but no supported file system recognised inside"
-        if "encrypted" in str(exc):
-            error = str(exc)
-        return OpenVolume(
-            VolumeReport(vol, locator, encryption, error=_join(problem, error)),
-            raw,
-            stream,
-            None,
-            bde,
-        )
+        return _leaf_with_stream(node, error)
     except (FilesystemError, SelectiveImagerError) as exc:
-        return OpenVolume(
-            VolumeReport(vol, locator, encryption, error=_join(problem, str(exc))),
-            raw,
-            stream,
-            None,
-            bde,
-        )
-    locator = (*locator, LayerRef("filesystem", 0, 0, fs.info.type))
-    report = VolumeReport(vol, locator, encryption, fs.info, error=problem, note=note)
-    return OpenVolume(report, raw, stream, fs, bde)
+        return _leaf_with_stream(node, str(exc))
+    return _leaf(node, fs=fs, note=note)
+
+
+def _leaf_with_stream(node: _Node, error: str) -> OpenVolume:
+    return _leaf(node, error=error, stream=node.stream)
 
 
 def _join(*parts: str) -> str:

@@ -90,7 +90,9 @@ class LayerRef:
     """One step of the way from the source to a file system.
 
     ``kind`` is one of ``partition``, ``bitlocker``, ``volume`` (a source without a
-    partition table), ``filesystem``.
+    partition table), ``filesystem``, or a later layer's (``vss``, ``luks``, ``apfs``).
+    Kinds in :data:`NAMING_KINDS` name a volume of their own (``p3/vss2``); the others
+    (an encryption layer, the file system) are steps within one volume.
     """
 
     kind: str
@@ -104,10 +106,22 @@ class LayerRef:
             return f"p{self.index}"
         if self.kind == "volume":
             return f"v{self.index}"
+        if self.kind in NAMING_KINDS:
+            return f"{self.kind}{self.index}"
         return self.kind
 
 
 Locator = tuple[LayerRef, ...]
+# Layer kinds that yield volumes of their own: a shadow-copy store, a volume of an APFS
+# container or LVM group, a file-system snapshot.
+NAMING_KINDS = ("vss", "apfs", "lvm", "snapshot")
+
+
+def volume_label(locator: Locator) -> str:
+    """The volume part of a locator: ``p3``, ``v0``, ``p3/vss2`` (no encryption or fs steps)."""
+    return "/".join(
+        ref.label() for ref in locator if ref.kind in ("partition", "volume", *NAMING_KINDS)
+    )
 
 
 def locator_str(locator: Locator) -> str:

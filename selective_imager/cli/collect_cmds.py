@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,7 +19,6 @@ from selective_imager.errors import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from selective_imager.discovery import Disk
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-
-if TYPE_CHECKING:
-
-    from pathlib import Path
-    pass
 
 from selective_imager.cli.common import (
     EXIT_OK,

@@ -9,7 +9,7 @@ volume root; case-insensitive lookup where the file system is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,3 +83,28 @@ class Filesystem(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FilesystemFormat(ABC):
+    """One file-system backend: how to recognise a volume it reads, and how to open it.
+
+    Listed in :mod:`selective_imager.filesystems.registry`; ``detect`` must be
+    position-safe (``read_at`` only) and cheap.
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, stream: ByteStream) -> bool:
+        """Whether this backend should try ``stream``."""
+
+    @classmethod
+    @abstractmethod
+    def open_filesystem(cls, stream: ByteStream) -> Filesystem:
+        """Open the file system.
+
+        Raises:
+            UnsupportedFilesystemError: not a file system this backend reads.
+            FilesystemError: recognised but too damaged to open.
+        """

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import FilesystemError, PathNotFoundError, short_error
-from selective_imager.filesystems.base import Filesystem
+from selective_imager.filesystems.base import Filesystem, FilesystemFormat
 from selective_imager.models import (
     Extent,
     FileEntry,
@@ -451,3 +451,19 @@ def _extents(obj: Any) -> tuple[Extent, ...]:
         )
         logical += int(length)
     return tuple(out)
+
+
+class NtfsFormat(FilesystemFormat):
+    """NTFS through pyfsntfs (it opens volumes TSK cannot, e.g. 2 MiB clusters)."""
+
+    name = "ntfs"
+
+    @classmethod
+    def detect(cls, stream: ByteStream) -> bool:
+        """The ``NTFS    `` OEM id of the boot sector."""
+        return is_ntfs(stream)
+
+    @classmethod
+    def open_filesystem(cls, stream: ByteStream) -> Filesystem:
+        """Open with pyfsntfs."""
+        return NtfsFilesystem(stream)

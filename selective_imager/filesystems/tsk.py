@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import FilesystemError, PathNotFoundError, UnsupportedFilesystemError
-from selective_imager.filesystems.base import Filesystem
+from selective_imager.filesystems.base import Filesystem, FilesystemFormat
 from selective_imager.models import (
     Extent,
     FileEntry,
@@ -348,3 +348,20 @@ def _decode(value: bytes | str | None) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return str(value)
+
+
+class TskFormat(FilesystemFormat):
+    """Everything The Sleuth Kit reads (FAT, exFAT, ext2/3/4, HFS+, ISO 9660, UFS, and
+    NTFS when pyfsntfs refuses a volume)."""
+
+    name = "tsk"
+
+    @classmethod
+    def detect(cls, stream: ByteStream) -> bool:
+        """Always tried: TSK itself decides (it is the last backend)."""
+        return True
+
+    @classmethod
+    def open_filesystem(cls, stream: ByteStream) -> Filesystem:
+        """Open with pytsk3."""
+        return TskFilesystem(stream)

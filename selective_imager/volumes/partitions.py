@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from selective_imager.errors import VolumeSystemError
-from selective_imager.models import VolumeInfo
+from selective_imager.models import LayerRef, VolumeInfo
 from selective_imager.streams import RangeStream, make_tsk_image
+from selective_imager.volumes.base import Child, LayerResult, VolumeLayer
 
 if TYPE_CHECKING:
     from selective_imager.streams import ByteStream
+    from selective_imager.volumes.base import LayerContext
 
 # TSK_VS_TYPE_ENUM values.
 _SCHEMES = {1: "mbr", 2: "bsd", 4: "sun", 8: "mac", 16: "gpt"}
@@ -199,3 +201,45 @@ def _read_gpt_entries(
         name = raw[56:128].decode("utf-16-le", "replace").split("\0", 1)[0]
         result[slot] = (type_guid, part_guid, name)
     return result, disk_guid
+
+
+class PartitionTableLayer(VolumeLayer):
+    """MBR (with logical partitions), GPT and the other tables The Sleuth Kit lists."""
+
+    name = "partition-table"
+    kind = "partition-table"
+
+    @classmethod
+    def applies(cls, context: LayerContext) -> bool:
+        """On the source itself: a partition's (or decrypted volume's) first sector is a
+        boot record, which TSK would take for an MBR."""
+        return context.depth == 0
+
+    @classmethod
+    def detect(cls, stream: ByteStream, context: LayerContext) -> bool:
+        """The Sleuth Kit finds a table."""
+        import pytsk3
+
+        try:
+            pytsk3.Volume_Info(make_tsk_image(stream))
+        except (OSError, RuntimeError):
+            # RuntimeError: a read error raised inside TSK's image callback.
+            return False
+        return True
+
+    @classmethod
+    def open_layer(cls, stream: ByteStream, context: LayerContext) -> LayerResult:
+        """One child per allocated partition, with the layout problems that concern it."""
+        table = open_volume_system(stream, context.sector_size)
+        if table is None:
+            return LayerResult(error="no partition table")
+        children = [
+            Child(
+                slice_volume(stream, vol),
+                LayerRef("partition", vol.index, vol.offset, vol.guid),
+                vol,
+                table.problem_of(vol.index),
+            )
+            for vol in table.volumes
+        ]
+        return LayerResult(children=children, table=table)
