@@ -9,6 +9,7 @@ so the cause stays visible.
 
     SelectiveImagerError
     ├─ SourceError                 the image or device cannot be opened or read
+    │  └─ SourceReadError          a byte range cannot be read (also an OSError)
     ├─ VolumeSystemError           the partition table is damaged or inconsistent
     ├─ EncryptionError
     │  ├─ UnsupportedEncryptionError
@@ -33,6 +34,26 @@ class SelectiveImagerError(Exception):
 
 class SourceError(SelectiveImagerError):
     """The source (image file, split image, E01, device) cannot be opened or read."""
+
+
+class SourceReadError(SourceError, OSError):
+    """A byte range of the source cannot be read (a damaged E01 chunk, a bad sector).
+
+    Also an :class:`OSError`, so the readers that zero-fill and record unreadable
+    ranges (the disk hash, the collector) treat it as they treat a failed read.
+
+    Attributes:
+        offset: first byte that cannot be read.
+        length: how many bytes from ``offset`` cannot be read.
+    """
+
+    def __init__(self, message: str, offset: int, length: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.length = length
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class VolumeSystemError(SelectiveImagerError):
@@ -98,6 +119,7 @@ __all__ = [
     "RuleError",
     "SelectiveImagerError",
     "SourceError",
+    "SourceReadError",
     "UnsupportedEncryptionError",
     "UnsupportedFilesystemError",
     "VolumeSystemError",

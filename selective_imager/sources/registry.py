@@ -46,8 +46,12 @@ KNOWN_UNSUPPORTED: list[tuple[int, bytes, str]] = [
     (0, b"# Disk DescriptorFile", "is a VMDK descriptor, which this build cannot read"),
     (0, b"vhdxfile", "is a VHDX virtual disk, which this build cannot read"),
     (0, b"QFI\xfb", "is a QCOW virtual disk, which this build cannot read"),
-    (0, b"<<< Oracle VM VirtualBox Disk Image >>>", "is a VirtualBox VDI disk, not supported: "
-     "convert it to raw (qemu-img convert -O raw) first"),
+    (
+        0,
+        b"<<< Oracle VM VirtualBox Disk Image >>>",
+        "is a VirtualBox VDI disk, not supported: "
+        "convert it to raw (qemu-img convert -O raw) first",
+    ),
 ]
 
 
