@@ -153,6 +153,12 @@ class Disk:
                 return vol
         raise KeyError(key)
 
+    def selected(self, volumes: list[int] | None) -> list[OpenVolume]:
+        """The volumes numbered in ``volumes`` (every volume for None), in disk order."""
+        if volumes is None:
+            return list(self.volumes)
+        return [v for v in self.volumes if v.report.volume.index in volumes]
+
     def recognised(self) -> bool:
         """Whether anything at all was recognised (a table, BitLocker or a file system)."""
         return self.table is not None or any(

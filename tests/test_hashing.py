@@ -220,3 +220,37 @@ def test_hash_source_pieces_only_and_empty():
     assert empty.digests is not None
     assert empty.digests.get("md5") == hashlib.md5(b"").hexdigest()
     assert empty.pieces == ()
+
+
+def test_hash_source_sinks_see_every_byte_in_order(tmp_path):
+    """A sink (an image writer, a chain-file hasher) gets the same pass, in order."""
+    from tests.oracles import file_digest
+
+    path = tmp_path / "disk.raw"
+    path.write_bytes(os.urandom(5 * 1024 * 1024 + 512))
+    seen: list[int] = []
+    copy = hashlib.sha256()
+
+    def sink(offset: int, data: memoryview) -> None:
+        assert offset == (seen[-1] if seen else 0)
+        copy.update(data)
+        seen.append(offset + len(data))
+
+    result = hash_source(
+        FileStream(str(path), path.stat().st_size), ["md5"], chunk_size=1 << 20, sinks=[sink]
+    )
+    assert seen[-1] == path.stat().st_size
+    assert copy.hexdigest() == file_digest(path, "sha256sum")
+    assert result.digests.get("md5") == file_digest(path, "md5sum")
+
+
+def test_hash_source_sink_error_is_raised(tmp_path):
+    path = tmp_path / "disk.raw"
+    path.write_bytes(bytes(3 << 20))
+
+    def sink(offset: int, data: memoryview) -> None:
+        if offset:
+            raise OSError("output full")
+
+    with pytest.raises(OSError, match="output full"):
+        hash_source(FileStream(str(path), 3 << 20), ["md5"], chunk_size=1 << 20, sinks=[sink])

@@ -264,9 +264,7 @@ def _dry_run(
 
     code = EXIT_OK
     rows: list[dict[str, Any]] = []
-    for vol in disk.volumes:
-        if volumes is not None and vol.report.volume.index not in volumes:
-            continue
+    for vol in disk.selected(volumes):
         fs = vol.filesystem
         if fs is None:
             if not json_output:

@@ -39,7 +39,6 @@ def verify(
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Re-hash every member against the manifest and the seal (and the source)."""
-    from selective_imager.container.reader import open_container
     from selective_imager.container.reader import verify as verify_container
 
     differences: list[dict[str, Any]] = []
@@ -57,19 +56,11 @@ def verify(
         ]
         source_checked = None
         if source is not None:
-            from selective_imager.collect.reverify import reverify_disk, reverify_items
+            from selective_imager.collect.reverify import reverify_container
 
-            with open_container(container) as box:
-                records = [
-                    json.loads(line)
-                    for line in box.read("manifest.jsonl").decode("utf-8").splitlines()
-                    if line
-                ]
-                acquisition = box.acquisition() or {}
             creds = credentials.build()
             with _open(source, creds) as disk:
-                source_checked, item_diffs = reverify_items(disk, records)
-                disk_diffs = reverify_disk(disk, acquisition)
+                source_checked, item_diffs, disk_diffs = reverify_container(container, disk)
             differences += [
                 {
                     "what": d.what,

@@ -156,11 +156,18 @@ def ls(
                     f"{path}: not found on volume {vol.report.volume.index}"
                 ) from None
             entries: Iterator[FileEntry]
-            walker = _ReportingWalk(fs)
+            unreadable: list[str] = []
+
+            def report(directory: FileEntry, exc: SelectiveImagerError) -> None:
+                unreadable.append(directory.path)
+                err.print(
+                    f"[red]cannot list {_escape(directory.path or '/')}: {_escape(str(exc))}[/]"
+                )
+
             if not start.is_directory:
                 entries = iter([start])
             elif recursive:
-                entries = walker.walk(start)
+                entries = fs.walk(start, on_error=report)
             else:
                 entries = fs.iterdir(start)
             for entry in entries:
@@ -168,31 +175,8 @@ def ls(
                     print(json.dumps(entry.as_dict(), ensure_ascii=False))
                 else:
                     _print_entry(entry)
-            code = EXIT_PARTIAL if walker.errors else EXIT_OK
+            code = EXIT_PARTIAL if unreadable else EXIT_OK
     raise typer.Exit(code)
-
-
-class _ReportingWalk:
-    """Depth-first walk that reports unreadable directories and goes on."""
-
-    def __init__(self, fs: Any) -> None:
-        self.fs = fs
-        self.errors = 0
-
-    def walk(self, start: FileEntry) -> Iterator[FileEntry]:
-        stack = [start]
-        while stack:
-            directory = stack.pop()
-            try:
-                children = list(self.fs.iterdir(directory))
-            except SelectiveImagerError as exc:
-                self.errors += 1
-                err.print(
-                    f"[red]cannot list {_escape(directory.path or '/')}: {_escape(str(exc))}[/]"
-                )
-                continue
-            yield from children
-            stack.extend(reversed([c for c in children if c.is_directory]))
 
 
 def _print_entry(entry: FileEntry) -> None:

@@ -14,27 +14,25 @@ the artifacts are safe (or alongside, with ``disk_hash_mode="concurrent"``).
 from __future__ import annotations
 
 import contextlib
-import getpass
 import itertools
 import os
-import platform
-import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager import __version__
+from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_record, sentinel
+from selective_imager.collect.finishing import store_journals, store_rule_files
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.collect.manifest import Journal, data_runs, item_record, utc_now
+from selective_imager.collect.outcome import LOST_OUTCOMES, Outcome
 from selective_imager.container.names import encode_member_path
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
     LOG_NAME,
     MANIFEST_NAME,
-    RULES_PREFIX,
     write_seal,
 )
 from selective_imager.container.zipwriter import MemberWriter, ZipWriter
@@ -61,16 +59,6 @@ _WRITE_BEHIND_MIN = 256 << 10
 _PRECOUNT_MAX = 50_000
 SECTOR = 512
 TOOL = f"selective-imager {__version__}"
-
-
-class Outcome(StrEnum):
-    """What happened to one selected item."""
-
-    COLLECTED = "collected"
-    DUPLICATE = "duplicate"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +118,7 @@ class CollectionReport:
     @property
     def exit_code(self) -> int:
         """0 complete without failures, 1 otherwise."""
-        bad = self.counts["failed"] + self.counts["partial"]
+        bad = sum(self.counts[o.value] for o in LOST_OUTCOMES)
         return 0 if self.status == "complete" and not bad and not self.volume_errors else 1
 
 
@@ -225,7 +213,8 @@ class _Run:
         self.algorithms = tuple(dict.fromkeys((*options.hashes, "sha256")))
         self.stored: dict[str, str] = {}  # sha256 -> member name
         self.started = utc_now()
-        self.sentinel_start = _sentinel(disk) if disk.source.info.is_device else ""
+        self.sentinel_start = sentinel(disk) if disk.source.info.is_device else ""
+        self.rules_meta: list[dict[str, Any]] = []
         self.writer = ZipWriter(output, overwrite=options.overwrite, hash_output=True)
         self.write_behind = _WriteBehind()
         try:
@@ -456,136 +445,23 @@ class _Run:
         self.write_behind.close()
         self.manifest.close()
         self.log.close()
-        for journal, member_name in ((self.manifest, MANIFEST_NAME), (self.log, LOG_NAME)):
-            member = self.writer.begin(member_name, compress=True)
-            with open(journal.path, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    member.write(chunk)
-            member.close()
-        rules_meta = []
-        for rule in sorted(self.ruleset.rules.values(), key=lambda r: r.name):
-            entry: dict[str, Any] = {"name": rule.name, "sha256": rule.sha256 or None}
-            source = Path(rule.source_file) if rule.source_file else None
-            if source is not None and source.is_file():
-                member_name = f"{RULES_PREFIX}{rule.sha256[:12] or rule.name}-{source.name}"
-                if member_name not in self.writer:
-                    self.writer.add_bytes(member_name, source.read_bytes(), compress=True)
-                entry["file"] = str(source)
-                entry["member"] = member_name
-            rules_meta.append(entry)
-        self.rules_meta = rules_meta
+        store_journals(self.writer, ((self.manifest.path, MANIFEST_NAME), (self.log.path, LOG_NAME)))
+        self.rules_meta = store_rule_files(self.writer, self.ruleset)
 
     def acquisition(self, ended: str) -> dict[str, Any]:
-        disk = self.disk
-        info = self.report.disk_hash
-        disk_hash: dict[str, Any] | None = None
-        if info is not None:
-            disk_hash = {
-                "algorithms": list(info.algorithms),
-                "complete": info.complete,
-                "digests": info.digests.as_dict() if info.digests else None,
-                "bytes_hashed": info.bytes_hashed,
-                "size": info.size,
-                "piece_size": self.options.piece_size,
-                "pieces": [
-                    {"index": p.index, "offset": p.offset, "length": p.length, "sha256": p.sha256}
-                    for p in info.pieces
-                ],
-                "unreadable": [[o, n] for o, n in info.unreadable],
-                "seconds": round(info.seconds, 3),
-            }
-            if disk.source.info.is_device:
-                disk_hash["live_source"] = (
-                    "the source is a device: if it was in use, it may have changed while it "
-                    "was read, and this hash then describes the bytes as read, not a fixed "
-                    "state of the disk"
-                )
-        live = None
-        if disk.source.info.is_device:
-            changed = self.sentinel_start != _sentinel(disk)
-            live = {
-                "is_device": True,
-                "changed_during_read": changed,
-                "statement": (
-                    "THE DISK CHANGED WHILE IT WAS READ: its first/last MiB differ between "
-                    "the start and the end of the run; the collected files and the disk "
-                    "hash may describe different states"
-                    if changed
-                    else "no change was seen in the first and last MiB between the start and "
-                    "the end of the run (a live disk may still have changed elsewhere)"
-                ),
-            }
-        described = disk.as_dict()
-        return {
-            "tool": "selective-imager",
-            "version": __version__,
-            "command_line": list(self.options.command_line),
-            "host": socket.gethostname(),
-            "user": _user(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "libraries": _library_versions(),
-            "started": self.started,
-            "ended": ended,
-            "status": self.report.status,
-            "case": {
-                "case_number": self.options.case,
-                "evidence_number": self.options.evidence,
-                "examiner": self.options.examiner,
-                "notes": self.options.notes,
-            },
-            "source": described["source"],
-            "partition_table": described["partition_table"],
-            "volumes": described["volumes"],
-            "rules": {
-                "requested": list(self.ruleset.requested),
-                "used": self.rules_meta,
-            },
-            "options": {
-                "hashes": list(self.algorithms),
-                "disk_hash": list(self.options.disk_hash),
-                "disk_hash_mode": self.options.disk_hash_mode,
-                "compress": self.options.compress,
-                "strategy": self.options.strategy,
-            },
-            "counts": dict(self.report.counts),
-            "bytes_collected": self.report.bytes_collected,
-            "volume_errors": list(self.report.volume_errors),
-            "disk_hash": disk_hash,
-            "live_source": live,
-        }
-
-
-def _sentinel(disk: Disk) -> str:
-    """SHA-256 of the first and last MiB of the source: cheap evidence of live change."""
-    import hashlib
-
-    stream = disk.source.stream
-    h = hashlib.sha256()
-    try:
-        h.update(stream.read_at(0, 1 << 20))
-        h.update(stream.read_at(max(0, stream.size - (1 << 20)), 1 << 20))
-    except (OSError, SelectiveImagerError) as exc:
-        return f"unreadable: {exc}"
-    return h.hexdigest()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""
-
-
-def _library_versions() -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for module in ("pytsk3", "pyfsntfs", "pybde", "pyewf"):
-        try:
-            mod = __import__(module)
-            versions[module] = str(getattr(mod, "get_version", lambda: "?")())
-        except ImportError:
-            continue
-    return versions
+        return acquisition_record(
+            AcquisitionFacts(
+                disk=self.disk,
+                options=self.options,
+                report=self.report,
+                algorithms=self.algorithms,
+                requested_rules=tuple(self.ruleset.requested),
+                rules_used=tuple(self.rules_meta),
+                started=self.started,
+                ended=ended,
+                sentinel_start=self.sentinel_start,
+            )
+        )
 
 
 def _match_size(m: Match) -> int:
@@ -708,9 +584,7 @@ def collect(
         run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
         if options.disk_hash and options.disk_hash_mode == "concurrent":
             concurrent = _start_concurrent_hash(disk, options, run)
-        for vol in disk.volumes:
-            if volumes is not None and vol.report.volume.index not in volumes:
-                continue
+        for vol in disk.selected(volumes):
             try:
                 run.collect_volume(vol)
             except ContainerError:

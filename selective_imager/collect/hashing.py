@@ -31,7 +31,7 @@ from selective_imager.models import Digests
 from selective_imager.streams import FileStream, RangeStream
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from selective_imager.streams import ByteStream
 
@@ -383,6 +383,7 @@ def hash_source(
     cancel: threading.Event | None = None,
     workers: int | None = None,
     buffers: int = 6,
+    sinks: Sequence[Callable[[int, memoryview], None]] = (),
 ) -> DiskHashResult:
     """Hash a whole source with several algorithms plus a SHA-256 per piece.
 
@@ -400,175 +401,273 @@ def hash_source(
         cancel: set it (from any thread) to stop.
         workers: hashing threads (default: CPU count, at most one per lane).
         buffers: reusable read buffers (memory use is ``buffers * chunk_size``).
+        sinks: more consumers of the same pass (an image writer, the hashes of the
+            files of a virtual-disk chain): each is called with ``(offset, data)`` for
+            every chunk, strictly in order, in a worker thread; ``data`` is valid only
+            during the call. An exception in a sink ends the run and is re-raised.
 
     Returns:
         The digests, piece hashes and unreadable ranges.
     """
-    algs = _check_algorithms(algorithms)
-    if sector_size <= 0 or chunk_size <= 0 or piece_size < 0:
-        raise ValueError("sizes must be positive")
-    chunk_size = max(sector_size, chunk_size // sector_size * sector_size)
-    started = time.perf_counter()
-    size = stream.size
+    run = HashRun(
+        stream,
+        algorithms,
+        piece_size=piece_size,
+        chunk_size=chunk_size,
+        sector_size=sector_size,
+        workers=workers,
+        buffers=buffers,
+        sinks=sinks,
+    )
+    return run.run(progress=progress, cancel=cancel)
 
-    hashers = {alg: hashlib.new(alg) for alg in algs}
-    lanes: list[_Lane] = []
-    for hasher in hashers.values():
-        lanes.append(_Lane(_make_update(hasher)))
-    piece_lane = _PieceLane(piece_size) if piece_size else None
-    if piece_lane is not None:
-        lanes.append(_Lane(piece_lane.update))
 
-    cond = threading.Condition()
-    chunks: dict[int, _Chunk] = {}
-    # Page-aligned buffers (anonymous maps) so O_DIRECT can read into them.
-    free: list[Any] = [mmap.mmap(-1, chunk_size) for _ in range(max(2, buffers))]
-    reader = _Reader(stream)
-    state = {"stop": False, "eof": False, "total": 0}
-    errors: list[BaseException] = []
+class HashRun:
+    """One pass over a source feeding several in-order lanes on worker threads.
 
-    def pick() -> tuple[_Lane, _Chunk] | None:
+    The steps: :meth:`run` starts the workers, :meth:`_read_all` fills buffers in the
+    caller's thread and queues them as chunks, the workers (:meth:`_work`) give each
+    chunk to every lane in order, and :meth:`_result` builds the outcome. A buffer goes
+    back to the free list once every lane has consumed its chunk.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        algorithms: Iterable[str],
+        *,
+        piece_size: int = 0,
+        chunk_size: int = 4 << 20,
+        sector_size: int = 512,
+        workers: int | None = None,
+        buffers: int = 6,
+        sinks: Sequence[Callable[[int, memoryview], None]] = (),
+    ) -> None:
+        self.algorithms = _check_algorithms(algorithms)
+        if sector_size <= 0 or chunk_size <= 0 or piece_size < 0:
+            raise ValueError("sizes must be positive")
+        self.stream = stream
+        self.size = stream.size
+        self.sector_size = sector_size
+        self.piece_size = piece_size
+        self.chunk_size = max(sector_size, chunk_size // sector_size * sector_size)
+        self.hashers = {alg: hashlib.new(alg) for alg in self.algorithms}
+        self.lanes = [_Lane(_make_update(h)) for h in self.hashers.values()]
+        self.piece_lane = _PieceLane(piece_size) if piece_size else None
+        if self.piece_lane is not None:
+            self.lanes.append(_Lane(self.piece_lane.update))
+        self.lanes.extend(_Lane(_sink_update(sink)) for sink in sinks)
+        self.cond = threading.Condition()
+        self.chunks: dict[int, _Chunk] = {}
+        # Page-aligned buffers (anonymous maps) so O_DIRECT can read into them.
+        self.free: list[Any] = [mmap.mmap(-1, self.chunk_size) for _ in range(max(2, buffers))]
+        self.stop = False
+        self.eof = False
+        self.total = 0
+        self.errors: list[BaseException] = []
+        self.bad: list[tuple[int, int]] = []
+        # End offset of every chunk, to turn "lanes done up to seq" into bytes.
+        self.ends: list[int] = []
+        self.interrupted = False
+        count = workers or (os.cpu_count() or 2)
+        self.n_workers = max(1, min(count, len(self.lanes)))
+
+    def run(
+        self,
+        progress: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DiskHashResult:
+        """Read the whole source once; returns what was hashed."""
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=self._work, name=f"hash-source-{i}", daemon=True)
+            for i in range(self.n_workers)
+        ]
+        reader = _Reader(self.stream)
+        for thread in threads:
+            thread.start()
+        try:
+            self._read_all(reader, progress, cancel)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.25)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._halt()
+            for thread in threads:
+                thread.join()
+        finally:
+            reader.close()
+        if self.errors:
+            raise self.errors[0]
+        return self._result(progress, time.perf_counter() - started)
+
+    # -- the reading thread ------------------------------------------------------
+    def _read_all(
+        self,
+        reader: _Reader,
+        progress: Callable[[int], None] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        offset = 0
+        seq = 0
+        last_report = -1
+        while offset < self.size:
+            if cancel is not None and cancel.is_set():
+                self.interrupted = True
+                break
+            buffer = self._take_buffer(cancel)
+            if buffer is None:
+                break
+            with self.cond:
+                hashed = self._hashed_bytes()
+            if progress is not None and hashed != last_report:
+                progress(hashed)
+                last_report = hashed
+            length = self._chunk_length(offset)
+            view = memoryview(buffer)[:length]
+            _read_robust(reader, offset, view, self.sector_size, self.bad, attempts=2)
+            self._queue(_Chunk(seq, offset, length, self._piece_of(offset), buffer, 0))
+            seq += 1
+            offset += length
+        with self.cond:
+            self.eof = True
+            if self.interrupted:
+                self.stop = True
+            self.cond.notify_all()
+
+    def _take_buffer(self, cancel: threading.Event | None) -> Any:
+        """A free buffer, or None when the run must stop (a worker failed, cancelled)."""
+        with self.cond:
+            while not self.free and not self.stop:
+                if cancel is not None and cancel.is_set():
+                    break
+                self.cond.wait(0.25)
+            if self.stop:
+                return None  # a worker failed; its error is raised by run()
+            if not self.free:
+                self.interrupted = True
+                return None
+            return self.free.pop()
+
+    def _chunk_length(self, offset: int) -> int:
+        length = min(self.chunk_size, self.size - offset)
+        if self.piece_size:
+            # Chunks never straddle a piece boundary.
+            piece_end = (offset // self.piece_size + 1) * self.piece_size
+            length = min(length, piece_end - offset)
+        return length
+
+    def _piece_of(self, offset: int) -> int:
+        return offset // self.piece_size if self.piece_size else 0
+
+    def _queue(self, chunk: _Chunk) -> None:
+        with self.cond:
+            self.ends.append(chunk.offset + chunk.length)
+            self.total = chunk.seq + 1
+            if self.lanes:
+                chunk.pending = len(self.lanes)
+                self.chunks[chunk.seq] = chunk
+            else:
+                self.free.append(chunk.buffer)
+            self.cond.notify_all()
+
+    def _halt(self) -> None:
+        with self.cond:
+            self.stop = True
+            self.cond.notify_all()
+
+    # -- the workers -------------------------------------------------------------
+    def _pick(self) -> tuple[_Lane, _Chunk] | None:
+        """The idle lane furthest behind whose next chunk is ready."""
         best: _Lane | None = None
-        for lane in lanes:
-            ready = not lane.busy and lane.next_seq in chunks
+        for lane in self.lanes:
+            ready = not lane.busy and lane.next_seq in self.chunks
             if ready and (best is None or lane.next_seq < best.next_seq):
                 best = lane
         if best is None:
             return None
-        return best, chunks[best.next_seq]
+        return best, self.chunks[best.next_seq]
 
-    def work() -> None:
-        while True:
-            with cond:
-                while True:
-                    if state["stop"]:
-                        return
-                    job = pick()
-                    if job is not None:
-                        break
-                    if state["eof"] and all(lane.next_seq >= state["total"] for lane in lanes):
-                        return
-                    cond.wait()
-                lane, chunk = job
-                lane.busy = True
+    def _next_job(self) -> tuple[_Lane, _Chunk] | None:
+        """Wait for work; None when the run is over for this worker."""
+        with self.cond:
+            while True:
+                if self.stop:
+                    return None
+                job = self._pick()
+                if job is not None:
+                    job[0].busy = True
+                    return job
+                if self.eof and all(lane.next_seq >= self.total for lane in self.lanes):
+                    return None
+                self.cond.wait()
+
+    def _work(self) -> None:
+        while (job := self._next_job()) is not None:
+            lane, chunk = job
             try:
                 lane.update(chunk)
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                with cond:
-                    errors.append(exc)
-                    state["stop"] = True
-                    cond.notify_all()
+                with self.cond:
+                    self.errors.append(exc)
+                    self.stop = True
+                    self.cond.notify_all()
                 return
-            with cond:
-                lane.busy = False
-                lane.next_seq += 1
-                chunk.pending -= 1
-                if chunk.pending == 0:
-                    del chunks[chunk.seq]
-                    free.append(chunk.buffer)
-                cond.notify_all()
+            self._release(lane, chunk)
 
-    n_workers = workers or (os.cpu_count() or 2)
-    n_workers = max(1, min(n_workers, len(lanes)))
-    threads = [
-        threading.Thread(target=work, name=f"hash-source-{i}", daemon=True)
-        for i in range(n_workers)
-    ]
-    bad: list[tuple[int, int]] = []
-    # (end offset) of every chunk, to translate "lanes done up to seq" into bytes.
-    ends: list[int] = []
-    interrupted = False
+    def _release(self, lane: _Lane, chunk: _Chunk) -> None:
+        with self.cond:
+            lane.busy = False
+            lane.next_seq += 1
+            chunk.pending -= 1
+            if chunk.pending == 0:
+                del self.chunks[chunk.seq]
+                self.free.append(chunk.buffer)
+            self.cond.notify_all()
 
-    def hashed_bytes() -> int:
-        if not lanes:
-            return ends[-1] if ends else 0
-        done = min(lane.next_seq for lane in lanes)
-        return ends[done - 1] if done else 0
+    # -- the outcome -------------------------------------------------------------
+    def _hashed_bytes(self) -> int:
+        if not self.lanes:
+            return self.ends[-1] if self.ends else 0
+        done = min(lane.next_seq for lane in self.lanes)
+        return self.ends[done - 1] if done else 0
 
-    for thread in threads:
-        thread.start()
-    try:
-        offset = 0
-        seq = 0
-        last_report = -1
-        while offset < size:
-            if cancel is not None and cancel.is_set():
-                interrupted = True
-                break
-            with cond:
-                while not free and not state["stop"]:
-                    if cancel is not None and cancel.is_set():
-                        break
-                    cond.wait(0.25)
-                if state["stop"]:
-                    break  # a worker failed; its error is raised below
-                if not free:
-                    interrupted = True
-                    break
-                buffer = free.pop()
-                hashed = hashed_bytes()
-            if progress is not None and hashed != last_report:
-                progress(hashed)
-                last_report = hashed
-            length = min(chunk_size, size - offset)
-            piece = offset // piece_size if piece_size else 0
-            if piece_size:
-                length = min(length, (piece + 1) * piece_size - offset)
-            _read_robust(reader, offset, memoryview(buffer)[:length], sector_size, bad, attempts=2)
-            if not lanes:
-                free.append(buffer)
-            with cond:
-                chunks[seq] = _Chunk(seq, offset, length, piece, buffer, len(lanes))
-                ends.append(offset + length)
-                seq += 1
-                state["total"] = seq
-                if not lanes:
-                    del chunks[seq - 1]
-                cond.notify_all()
-            offset += length
-        with cond:
-            state["eof"] = True
-            if interrupted:
-                state["stop"] = True
-            cond.notify_all()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.25)
-    except KeyboardInterrupt:
-        interrupted = True
-        with cond:
-            state["stop"] = True
-            cond.notify_all()
-        for thread in threads:
-            thread.join()
-    except BaseException:
-        reader.close()
-        raise
-    reader.close()
-    if errors:
-        raise errors[0]
+    def _result(self, progress: Callable[[int], None] | None, seconds: float) -> DiskHashResult:
+        with self.cond:
+            bytes_hashed = self._hashed_bytes()
+        complete = not self.interrupted and bytes_hashed == self.size
+        pieces: tuple[PieceHash, ...] = ()
+        lane = self.piece_lane
+        if lane is not None:
+            if complete or (lane.current >= 0 and lane.length == self.piece_size):
+                lane.finish()
+            pieces = tuple(lane.done)
+        if progress is not None:
+            progress(bytes_hashed)
+        digests = (
+            Digests(tuple((a, h.hexdigest()) for a, h in self.hashers.items()))
+            if complete
+            else None
+        )
+        bad = [r for r in self.bad if r[0] < bytes_hashed or complete]
+        return DiskHashResult(
+            algorithms=self.algorithms,
+            digests=digests,
+            pieces=pieces,
+            bytes_hashed=bytes_hashed,
+            size=self.size,
+            complete=complete,
+            unreadable=_merge_ranges(bad),
+            seconds=seconds,
+        )
 
-    with cond:
-        bytes_hashed = hashed_bytes()
-    complete = not interrupted and bytes_hashed == size
-    pieces: tuple[PieceHash, ...] = ()
-    if piece_lane is not None:
-        if complete or (piece_lane.current >= 0 and piece_lane.length == piece_size):
-            piece_lane.finish()
-        pieces = tuple(piece_lane.done)
-    if progress is not None:
-        progress(bytes_hashed)
-    digests = Digests(tuple((a, h.hexdigest()) for a, h in hashers.items())) if complete else None
-    return DiskHashResult(
-        algorithms=algs,
-        digests=digests,
-        pieces=pieces,
-        bytes_hashed=bytes_hashed,
-        size=size,
-        complete=complete,
-        unreadable=_merge_ranges([r for r in bad if r[0] < bytes_hashed or complete]),
-        seconds=time.perf_counter() - started,
-    )
+
+def _sink_update(sink: Callable[[int, memoryview], None]) -> Callable[[_Chunk], None]:
+    def update(chunk: _Chunk) -> None:
+        sink(chunk.offset, memoryview(chunk.buffer)[: chunk.length])
+
+    return update
 
 
 def _make_update(hasher: hashlib._Hash) -> Callable[[_Chunk], None]:
@@ -581,6 +680,7 @@ def _make_update(hasher: hashlib._Hash) -> Callable[[_Chunk], None]:
 __all__ = [
     "ALGORITHMS",
     "DiskHashResult",
+    "HashRun",
     "MultiHasher",
     "PieceHash",
     "hash_source",

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.collect.hashing import MultiHasher, hash_source
+from selective_imager.collect.outcome import CONTENT_OUTCOMES
+from selective_imager.container.seal import MANIFEST_NAME
 from selective_imager.errors import SelectiveImagerError
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable
 
     from selective_imager.discovery import Disk
@@ -39,7 +42,7 @@ def reverify_items(
     differences: list[SourceDifference] = []
     checked = 0
     for rec in records:
-        if rec.get("outcome") not in ("collected", "duplicate", "partial"):
+        if rec.get("outcome") not in CONTENT_OUTCOMES:
             continue
         label = f"{rec.get('volume_label', rec.get('volume'))}/{rec['path']}" + (
             f":{rec['stream']}" if rec.get("stream") else ""
@@ -108,3 +111,24 @@ def reverify_disk(disk: Disk, acquisition: dict[str, Any]) -> list[SourceDiffere
                 )
             )
     return differences
+
+
+def reverify_container(
+    container: str | os.PathLike[str], disk: Disk
+) -> tuple[int, list[SourceDifference], list[SourceDifference]]:
+    """Re-read every item of ``container``'s manifest and the disk hash from ``disk``.
+
+    Returns:
+        The number of items re-read, the item differences and the disk-hash differences.
+    """
+    import json
+
+    from selective_imager.container.reader import open_container
+
+    with open_container(container) as box:
+        records = [
+            json.loads(line) for line in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if line
+        ]
+        acquisition = box.acquisition() or {}
+    checked, item_diffs = reverify_items(disk, records)
+    return checked, item_diffs, reverify_disk(disk, acquisition)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher
+from selective_imager.collect.outcome import CONTENT_OUTCOMES, STORED_OUTCOMES, Outcome
 from selective_imager.container.names import (
     FILES_PREFIX,
     IrreversibleNameError,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _CHUNK = 1 << 20
-_CONTENT_OUTCOMES = frozenset({"collected", "partial", "duplicate"})
+_CONTENT_OUTCOMES = CONTENT_OUTCOMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,12 +295,12 @@ def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
     for entry in box.manifest():
         if isinstance(entry, ValueError) or not entry.has_content:
             continue
-        if entry.outcome == "duplicate":
+        if entry.outcome == Outcome.DUPLICATE:
             has_duplicates = True
         else:
             owners.setdefault(entry.container_path, (entry.sparse_size, entry.sparse_ranges))
     for entry in box.manifest():
-        if has_duplicates and isinstance(entry, ManifestItem) and entry.outcome == "duplicate":
+        if has_duplicates and isinstance(entry, ManifestItem) and entry.outcome == Outcome.DUPLICATE:
             layout = owners.get(entry.container_path)
             if layout is not None:
                 entry = replace(entry, sparse_size=layout[0], sparse_ranges=layout[1])
@@ -803,7 +804,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
                 bad_lines += 1
                 continue
             outcomes[entry.outcome] += 1
-            if entry.outcome in ("collected", "partial"):
+            if entry.outcome in STORED_OUTCOMES:
                 size = entry.raw.get("size")
                 collected_bytes += size if isinstance(size, int) else 0
         seal_info: dict[str, Any] = {"present": False}

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.collect.outcome import Outcome
 from selective_imager.errors import ContainerError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ ACQUISITION_NAME = "acquisition.json"
 LOG_NAME = "log.jsonl"
 RULES_PREFIX = "rules/"
 
-OUTCOMES = ("collected", "duplicate", "partial", "failed", "skipped")
+OUTCOMES = tuple(o.value for o in Outcome)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from selective_imager.errors import SelectiveImagerError
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from selective_imager.models import Extent, FileEntry, FilesystemInfo
     from selective_imager.streams import ByteStream
@@ -51,12 +53,26 @@ class Filesystem(ABC):
         """Where the stream's bytes lie on the volume; empty when unknown or resident."""
         return ()
 
-    def walk(self, top: FileEntry | None = None) -> Iterator[FileEntry]:
-        """Every entry below ``top`` (default the root), depth first, parents first."""
+    def walk(
+        self,
+        top: FileEntry | None = None,
+        on_error: Callable[[FileEntry, SelectiveImagerError], None] | None = None,
+    ) -> Iterator[FileEntry]:
+        """Every entry below ``top`` (default the root), depth first, parents first.
+
+        A directory that cannot be listed raises, or, with ``on_error``, is reported
+        to it and the walk goes on with the others.
+        """
         stack = [top if top is not None else self.root()]
         while stack:
             directory = stack.pop()
-            children = list(self.iterdir(directory))
+            try:
+                children = list(self.iterdir(directory))
+            except SelectiveImagerError as exc:
+                if on_error is None:
+                    raise
+                on_error(directory, exc)
+                continue
             yield from children
             stack.extend(reversed([c for c in children if c.is_directory]))
 

@@ -1,0 +1,172 @@
+"""``acquisition.json``: what was read, by whom, with what, and how it ended.
+
+Built once at the end of a run from facts the run gathered; nothing here reads the
+evidence except the live-change sentinel (the first and last MiB of a device).
+"""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from selective_imager import __version__
+from selective_imager.errors import SelectiveImagerError
+
+if TYPE_CHECKING:
+    from selective_imager.collect.collector import CollectionReport, CollectOptions
+    from selective_imager.collect.hashing import DiskHashResult
+    from selective_imager.discovery import Disk
+
+_LIBRARIES = (
+    "pytsk3",
+    "pyfsntfs",
+    "pybde",
+    "pyewf",
+    "pyvmdk",
+    "pyvhdi",
+    "pyqcow",
+    "pyvshadow",
+    "pyluksde",
+    "pyfsapfs",
+    "pyfsxfs",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AcquisitionFacts:
+    """Everything ``acquisition.json`` is made of (gathered by the run)."""
+
+    disk: Disk
+    options: CollectOptions
+    report: CollectionReport
+    algorithms: tuple[str, ...]
+    requested_rules: tuple[str, ...]
+    rules_used: tuple[dict[str, Any], ...]
+    started: str
+    ended: str
+    sentinel_start: str
+
+
+def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
+    """The ``acquisition.json`` object."""
+    disk, options, report = facts.disk, facts.options, facts.report
+    is_device = disk.source.info.is_device
+    described = disk.as_dict()
+    return {
+        "tool": "selective-imager",
+        "version": __version__,
+        "command_line": list(options.command_line),
+        "host": socket.gethostname(),
+        "user": _user(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": _library_versions(),
+        "started": facts.started,
+        "ended": facts.ended,
+        "status": report.status,
+        "case": {
+            "case_number": options.case,
+            "evidence_number": options.evidence,
+            "examiner": options.examiner,
+            "notes": options.notes,
+        },
+        "source": described["source"],
+        "partition_table": described["partition_table"],
+        "volumes": described["volumes"],
+        "rules": {"requested": list(facts.requested_rules), "used": list(facts.rules_used)},
+        "options": {
+            "hashes": list(facts.algorithms),
+            "disk_hash": list(options.disk_hash),
+            "disk_hash_mode": options.disk_hash_mode,
+            "compress": options.compress,
+            "strategy": options.strategy,
+        },
+        "counts": dict(report.counts),
+        "bytes_collected": report.bytes_collected,
+        "volume_errors": list(report.volume_errors),
+        "disk_hash": disk_hash_record(report.disk_hash, options.piece_size, is_device),
+        "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
+    }
+
+
+def disk_hash_record(
+    result: DiskHashResult | None, piece_size: int, is_device: bool
+) -> dict[str, Any] | None:
+    """The ``disk_hash`` object, or None when no disk hash was run."""
+    if result is None:
+        return None
+    record: dict[str, Any] = {
+        "algorithms": list(result.algorithms),
+        "complete": result.complete,
+        "digests": result.digests.as_dict() if result.digests else None,
+        "bytes_hashed": result.bytes_hashed,
+        "size": result.size,
+        "piece_size": piece_size,
+        "pieces": [
+            {"index": p.index, "offset": p.offset, "length": p.length, "sha256": p.sha256}
+            for p in result.pieces
+        ],
+        "unreadable": [[o, n] for o, n in result.unreadable],
+        "seconds": round(result.seconds, 3),
+    }
+    if is_device:
+        record["live_source"] = (
+            "the source is a device: if it was in use, it may have changed while it "
+            "was read, and this hash then describes the bytes as read, not a fixed "
+            "state of the disk"
+        )
+    return record
+
+
+def live_record(disk: Disk, sentinel_start: str) -> dict[str, Any]:
+    """Whether a device's first/last MiB changed between the start and the end of the run."""
+    changed = sentinel_start != sentinel(disk)
+    return {
+        "is_device": True,
+        "changed_during_read": changed,
+        "statement": (
+            "THE DISK CHANGED WHILE IT WAS READ: its first/last MiB differ between "
+            "the start and the end of the run; the collected files and the disk "
+            "hash may describe different states"
+            if changed
+            else "no change was seen in the first and last MiB between the start and "
+            "the end of the run (a live disk may still have changed elsewhere)"
+        ),
+    }
+
+
+def sentinel(disk: Disk) -> str:
+    """SHA-256 of the first and last MiB of the source: cheap evidence of live change."""
+    import hashlib
+
+    stream = disk.source.stream
+    h = hashlib.sha256()
+    try:
+        h.update(stream.read_at(0, 1 << 20))
+        h.update(stream.read_at(max(0, stream.size - (1 << 20)), 1 << 20))
+    except (OSError, SelectiveImagerError) as exc:
+        return f"unreadable: {exc}"
+    return h.hexdigest()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+def _library_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for module in _LIBRARIES:
+        try:
+            mod = __import__(module)
+            versions[module] = str(getattr(mod, "get_version", lambda: "?")())
+        except ImportError:
+            continue
+    return versions
+
+
