@@ -85,7 +85,8 @@ class KapeNames:
             while name in used:
                 name, n = f"{base}-{n}", n + 1
             used.add(name)
-            self.names[file] = name
+            # Keyed by the real path: a corpus reached through a symlink is the same corpus.
+            self.names[file.resolve()] = name
 
     def find(self, file_name: str) -> Path | None:
         """The file KAPE would use for ``Path: file_name``."""
@@ -93,7 +94,7 @@ class KapeNames:
 
     def name_of(self, file: Path) -> str:
         """Rule name of ``file``."""
-        return self.names.get(file, kape_rule_name(file.stem))
+        return self.names.get(file.resolve(), kape_rule_name(file.stem))
 
 
 _CORPUS_CACHE: dict[tuple[Path, ...], KapeNames] = {}
