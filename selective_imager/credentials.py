@@ -31,6 +31,8 @@ LUKS_PASSPHRASE = "luks_passphrase"
 LUKS_KEY_FILE = "luks_key_file"
 APFS_PASSWORD = "apfs_password"
 APFS_RECOVERY_KEY = "apfs_recovery_key"
+# What ``credentials_for(volume)`` without kinds prompts for.
+_PROMPTED_BY_DEFAULT = (PASSWORD, RECOVERY_PASSWORD)
 KINDS = (
     PASSWORD,
     RECOVERY_PASSWORD,
@@ -72,8 +74,15 @@ class Credential:
 class CredentialProvider(Protocol):
     """Gives credentials to try on an encrypted volume."""
 
-    def credentials_for(self, volume: VolumeInfo | None) -> Sequence[Credential]:
-        """Credentials to try on ``volume`` (None for an unpartitioned source)."""
+    def credentials_for(
+        self, volume: VolumeInfo | None, kinds: Sequence[str] | None = None
+    ) -> Sequence[Credential]:
+        """Credentials to try on ``volume`` (None for an unpartitioned source).
+
+        ``kinds`` names the credential kinds the volume can use (a LUKS volume asks for
+        ``luks_passphrase`` and ``luks_key_file``); None means the BitLocker kinds were
+        asked for (the caller predates ``kinds``), and every static credential is given.
+        """
         ...
 
 
@@ -83,9 +92,11 @@ class StaticCredentials:
 
     items: list[Credential] = field(default_factory=list)
 
-    def credentials_for(self, volume: VolumeInfo | None) -> Sequence[Credential]:
-        """Every credential, for every volume."""
-        return list(self.items)
+    def credentials_for(
+        self, volume: VolumeInfo | None, kinds: Sequence[str] | None = None
+    ) -> Sequence[Credential]:
+        """Every credential (of ``kinds``, if given), for every volume."""
+        return [c for c in self.items if kinds is None or c.kind in kinds]
 
 
 @dataclass(slots=True)
@@ -99,34 +110,49 @@ class PromptingCredentials:
     static: list[Credential] = field(default_factory=list)
     ask: tuple[str, ...] = ()
     prompt: Callable[[str, str], str] | None = None
-    _asked: list[Credential] | None = None
+    _asked: dict[str, Credential | None] = field(default_factory=dict)
 
-    def credentials_for(self, volume: VolumeInfo | None) -> Sequence[Credential]:
-        """Static credentials, then the prompted ones (asked on first use)."""
-        if self._asked is None:
-            self._asked = []
-            if self.prompt is not None:
-                where = f"partition {volume.index}" if volume is not None else "the source"
-                for kind in self.ask:
-                    label = kind.replace("_", " ")
-                    secret = self.prompt(kind, f"BitLocker {label} for {where}")
-                    if secret:
-                        self._asked.append(Credential(kind, secret, "prompt"))
-        return [*self.static, *self._asked]
+    def credentials_for(
+        self, volume: VolumeInfo | None, kinds: Sequence[str] | None = None
+    ) -> Sequence[Credential]:
+        """Static credentials, then the prompted ones of ``kinds`` (each asked once).
+
+        A kind is prompted for only when a volume that uses it asks: a LUKS passphrase
+        prompt waits for a locked LUKS volume, a BitLocker one for a BitLocker volume.
+        """
+        wanted = _PROMPTED_BY_DEFAULT if kinds is None else tuple(kinds)
+        if self.prompt is not None:
+            where = f"partition {volume.index}" if volume is not None else "the source"
+            for kind in self.ask:
+                if kind in wanted and kind not in self._asked:
+                    secret = self.prompt(kind, f"{_prompt_label(kind)} for {where}")
+                    self._asked[kind] = Credential(kind, secret, "prompt") if secret else None
+        asked = [c for k, c in self._asked.items() if c is not None and k in wanted]
+        static = [c for c in self.static if kinds is None or c.kind in kinds]
+        return [*static, *asked]
+
+
+def _prompt_label(kind: str) -> str:
+    """``BitLocker recovery password``, ``LUKS passphrase``, ``APFS password``."""
+    words = kind.split("_")
+    if words[0] in ("luks", "apfs"):
+        return " ".join([words[0].upper(), *words[1:]])
+    return " ".join(["BitLocker", *words])
 
 
 def credential_from_file(kind: str, path: str | os.PathLike[str]) -> Credential:
-    """Read a password or recovery password from the first line of a file.
+    """Read a password or passphrase from the first line of a file.
 
-    A startup key is referenced by path and checked to exist.
+    A startup key or a LUKS key file is referenced by path and checked to exist (a LUKS
+    key file is used whole, every byte, as cryptsetup does).
 
     Raises:
         CredentialsError: the file cannot be read or is empty.
     """
     p = Path(path)
-    if kind == STARTUP_KEY:
+    if kind in (STARTUP_KEY, LUKS_KEY_FILE):
         if not p.is_file():
-            raise CredentialsError(f"startup key file {p}: not found")
+            raise CredentialsError(f"{kind.replace('_', ' ')} {p}: not found")
         return Credential(kind, str(p), f"file {p}")
     try:
         text = p.read_text(encoding="utf-8-sig")

@@ -275,7 +275,11 @@ def discover(
         if result.keep_parent:
             disk.volumes.append(_open_leaf(node))
         elif result.error or (not children and result.encryption is not None):
-            encrypted = replace(node, encryption=result.encryption or node.encryption)
+            encrypted = replace(
+                node,
+                encryption=result.encryption or node.encryption,
+                details={**node.details, **result.details},
+            )
             disk.volumes.append(_leaf(encrypted, error=result.error))
         work[:0] = children
     return disk

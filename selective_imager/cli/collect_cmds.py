@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from selective_imager.credentials import (
+    LUKS_KEY_FILE,
     STARTUP_KEY,
     PromptingCredentials,
 )
@@ -98,7 +99,7 @@ class _RichProgress:
 
 
 def _redacted_argv(creds: PromptingCredentials) -> tuple[str, ...]:
-    secrets = {c.secret for c in creds.static if c.kind != STARTUP_KEY}
+    secrets = {c.secret for c in creds.static if c.kind not in (STARTUP_KEY, LUKS_KEY_FILE)}
     return tuple("<redacted>" if arg in secrets else arg for arg in sys.argv)
 
 

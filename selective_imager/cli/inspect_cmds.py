@@ -109,10 +109,14 @@ def _print_info(data: dict[str, Any]) -> None:
     for vol in data["volumes"]:
         enc = vol["encryption"]
         if enc:
+            kind = _ENCRYPTION_NAMES.get(enc["type"], enc["type"])
             out.print(
-                f"volume {vol['index']}: BitLocker {enc['state']}, {enc['method'] or '?'}, "
-                f"protectors: {', '.join(enc['protectors']) or '-'}, GUID {enc['volume_guid']}, "
-                f"created {enc['created']}, description {_escape(enc['description'] or '-')}"
+                f"volume {vol['index']}: {kind} {enc['state']}, {enc['method'] or '?'}, "
+                f"protectors: {', '.join(enc['protectors']) or '-'}, "
+                f"{'UUID' if enc['type'] == 'luks' else 'GUID'} {enc['volume_guid']}, "
+                + (f"created {enc['created']}, " if enc["created"] else "")
+                + f"{'label' if enc['type'] == 'luks' else 'description'} "
+                f"{_escape(enc['description'] or '-')}"
                 + (f", unlocked with {enc['unlocked_with']}" if enc["unlocked_with"] else "")
                 + (f", decrypted with {enc['decryptor']}" if enc.get("decryptor") else "")
             )
@@ -120,11 +124,39 @@ def _print_info(data: dict[str, Any]) -> None:
                 out.print(f"  [yellow]decryptor:[/] {_escape(enc['decryptor_note'])}")
             if enc["fallback"]:
                 out.print(f"  [yellow]fallback:[/] {_escape(enc['fallback'])}")
+        if vol.get("luks"):
+            _print_luks(vol["luks"])
         if vol["error"]:
             out.print(f"[red]volume {vol['index']}: {_escape(vol['error'])}[/]")
         if vol["note"]:
             out.print(f"[yellow]volume {vol['index']}: {_escape(vol['note'])}[/]")
 
+
+
+_ENCRYPTION_NAMES = {"bitlocker": "BitLocker", "luks": "LUKS"}
+
+
+def _print_luks(luks: dict[str, Any]) -> None:
+    """The LUKS header facts of ``info``: cipher, key size, key slots, header copy."""
+    slots = ", ".join(
+        f"{k['index']} {k['kdf']}"
+        + (
+            f" {k['hash']} {k['iterations']} it."
+            if k["kdf"] == "pbkdf2"
+            else f" t={k['time']} m={k['memory_kib']} KiB p={k['parallelism']}"
+        )
+        for k in luks["keyslots"]
+    )
+    out.print(
+        f"  LUKS{luks['version']}: {luks['cipher']} {luks['key_bits']}-bit, "
+        f"sector {luks['sector_size']}, payload at {luks['payload_offset']}, "
+        f"{len(luks['segments'])} segment(s), {luks['header_copy']} header; "
+        f"key slots in use: {_escape(slots) or '-'}"
+    )
+    for note in luks["notes"]:
+        out.print(f"  [yellow]LUKS:[/] {_escape(note)}")
+    if luks.get("cross_check"):
+        out.print(f"  cross-check: {_escape(luks['cross_check'])}")
 
 
 @app.command()

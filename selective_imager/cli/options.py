@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from selective_imager.credentials import (
+    LUKS_KEY_FILE,
+    LUKS_PASSPHRASE,
     PASSWORD,
     RECOVERY_PASSWORD,
     STARTUP_KEY,
@@ -59,6 +61,26 @@ BekFile = Annotated[
     list[Path] | None, typer.Option("--bek", help="BitLocker startup key file (.BEK).")
 ]
 
+LuksPrompt = Annotated[
+    bool,
+    typer.Option(
+        "--luks-passphrase",
+        help="Prompt (hidden) for a LUKS passphrase when a locked LUKS volume is met.",
+    ),
+]
+LuksPassphraseFile = Annotated[
+    list[Path] | None,
+    typer.Option("--luks-passphrase-file", help="File whose first line is a LUKS passphrase."),
+]
+LuksPassphraseEnv = Annotated[
+    list[str] | None,
+    typer.Option("--luks-passphrase-env", help="Environment variable holding a LUKS passphrase."),
+]
+LuksKeyFile = Annotated[
+    list[Path] | None,
+    typer.Option("--luks-key-file", help="LUKS key file (its whole content is the key)."),
+]
+
 
 @dataclass(frozen=True)
 class _CredentialOptions:
@@ -71,6 +93,10 @@ class _CredentialOptions:
     password_env: list[str] | None = None
     recovery_password_env: list[str] | None = None
     bek: list[Path] | None = None
+    luks_passphrase: bool = False
+    luks_passphrase_file: list[Path] | None = None
+    luks_passphrase_env: list[str] | None = None
+    luks_key_file: list[Path] | None = None
 
     def build(self) -> PromptingCredentials:
         """Read files and variables now; prompts wait until a locked volume is met."""
@@ -84,9 +110,18 @@ class _CredentialOptions:
             credential_from_env(RECOVERY_PASSWORD, v) for v in self.recovery_password_env or []
         ]
         static += [credential_from_file(STARTUP_KEY, p) for p in self.bek or []]
+        static += [
+            credential_from_file(LUKS_PASSPHRASE, p) for p in self.luks_passphrase_file or []
+        ]
+        static += [credential_from_env(LUKS_PASSPHRASE, v) for v in self.luks_passphrase_env or []]
+        static += [credential_from_file(LUKS_KEY_FILE, p) for p in self.luks_key_file or []]
         ask = tuple(
             kind
-            for kind, on in ((PASSWORD, self.password), (RECOVERY_PASSWORD, self.recovery_password))
+            for kind, on in (
+                (PASSWORD, self.password),
+                (RECOVERY_PASSWORD, self.recovery_password),
+                (LUKS_PASSPHRASE, self.luks_passphrase),
+            )
             if on
         )
         return PromptingCredentials(static=static, ask=ask, prompt=_prompt_secret if ask else None)
@@ -104,6 +139,10 @@ _CREDENTIAL_PARAMETERS = tuple(
         ("password_env", PasswordEnv, None),
         ("recovery_password_env", RecoveryEnv, None),
         ("bek", BekFile, None),
+        ("luks_passphrase", LuksPrompt, False),
+        ("luks_passphrase_file", LuksPassphraseFile, None),
+        ("luks_passphrase_env", LuksPassphraseEnv, None),
+        ("luks_key_file", LuksKeyFile, None),
     )
 )
 
@@ -111,7 +150,7 @@ _CREDENTIAL_PARAMETERS = tuple(
 def _with_credentials(func: Callable[..., None]) -> Callable[..., None]:
     """Give a command the credential options, handed over as one ``credentials`` value.
 
-    typer has no option groups; this declares the seven options once instead of in
+    typer has no option groups; this declares the credential options once instead of in
     every command that opens a source.
     """
     signature = inspect.signature(func, eval_str=True)

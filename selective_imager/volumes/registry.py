@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 # "module:Class", asked in order on every stream of the worklist.
 VOLUME_LAYERS: list[str] = [
     "selective_imager.volumes.bitlocker.layer:BitLockerLayer",
+    "selective_imager.volumes.luks.layer:LuksLayer",
     "selective_imager.volumes.partitions:PartitionTableLayer",
 ]
 
 # Volume formats recognised but not read: (offset, signature, what it is).
 KNOWN_UNSUPPORTED: list[tuple[int, bytes, str]] = [
-    (0, b"LUKS\xba\xbe", "a LUKS encrypted volume (not supported by this build)"),
     (512, b"LABELONE", "an LVM2 physical volume (not supported)"),
     (32, b"NXSB", "an APFS container (not supported by this build)"),
     (3, b"ReFS\0\0\0\0", "a ReFS file system (not supported)"),
