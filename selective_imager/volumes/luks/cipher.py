@@ -85,7 +85,12 @@ def parse_spec(name: str) -> CipherSpec:
 
 
 class SectorCipher(Protocol):
-    """Decrypts whole sectors given the IV sector number of the first."""
+    """Decrypts whole sectors given the IV number of the first.
+
+    IV numbers count 512-byte units whatever the sector size: a 4096-byte sector's IV
+    number is 8 more than the one before it (cryptsetup never sets dm-crypt's
+    ``iv_large_sectors`` for LUKS; measured on a ``--sector-size 4096`` LUKS2 volume).
+    """
 
     sector_size: int
 
@@ -123,10 +128,10 @@ def _ecb(key: bytes, data: bytes | memoryview, encrypt: bool) -> bytes:
     return ctx.update(data) + ctx.finalize()
 
 
-def _sector_numbers(first: int, count: int, modulo: int) -> npt.NDArray[np.uint64]:
-    """(count, 2) u64: the IV sector numbers as 128-bit little-endian values."""
+def _sector_numbers(first: int, count: int, step: int, modulo: int) -> npt.NDArray[np.uint64]:
+    """(count, 2) u64: the IV numbers ``first + k * step`` as 128-bit little-endian values."""
     out = np.zeros((count, 2), _U64)
-    numbers = np.arange(count, dtype=np.uint64)
+    numbers = np.arange(0, count * step, step, dtype=np.uint64)
     if modulo <= 1 << 32:
         # plain: numbers wrap at 2^32 (first is reduced so the sum stays exact).
         out[:, 0] = (numbers + np.uint64(first % modulo)) % np.uint64(modulo)
@@ -147,16 +152,35 @@ class _Null:
 
 
 class _Xts:
-    """AES-XTS, tweak = the IV sector number (plain: modulo 2^32)."""
+    """AES-XTS, tweak = the IV number (plain: modulo 2^32)."""
 
     def __init__(self, key: bytes, sector_size: int, modulo: int) -> None:
         half = len(key) // 2
         self.sector_size = sector_size
-        self._engine = _XtsSectors(key[:half], key[half:], sector_size)
+        self._key = key
+        self._engine = _XtsSectors(key[:half], key[half:], 512)
         self._modulo = modulo
 
     def decrypt(self, data: bytes, first_sector: int) -> bytes:
-        """Decrypt whole sectors; a run crossing the 2^32 wrap of ``plain`` is split."""
+        """Decrypt whole sectors (512-byte ones in bulk, bigger ones one call each)."""
+        if self.sector_size != 512:
+            return self._decrypt_large(data, first_sector)
+        return self._decrypt_512(data, first_sector)
+
+    def _decrypt_large(self, data: bytes, first_sector: int) -> bytes:
+        # One OpenSSL context per 4 KiB sector costs little (~775 MB/s measured), and
+        # the tweaks step by 8, which the shared bulk engine does not do.
+        ss, step = self.sector_size, self.sector_size // 512
+        out = bytearray(len(data))
+        source, target = memoryview(data), memoryview(out)
+        for k in range(len(data) // ss):
+            tweak = ((first_sector + k * step) % self._modulo).to_bytes(16, "little")
+            ctx = Cipher(algorithms.AES(self._key), modes.XTS(tweak)).decryptor()
+            ctx.update_into(source[k * ss : (k + 1) * ss], target[k * ss : (k + 1) * ss])
+        return bytes(out)
+
+    def _decrypt_512(self, data: bytes, first_sector: int) -> bytes:
+        """Bulk decryption; a run crossing the 2^32 wrap of ``plain`` is split."""
         count = len(data) // self.sector_size
         first = first_sector % self._modulo
         src = np.frombuffer(data, np.uint8)
@@ -196,7 +220,7 @@ class _Cbc:
     def decrypt(self, data: bytes, first_sector: int) -> bytes:
         """ECB-decrypt everything, then XOR each block with the one before (or the IV)."""
         count = len(data) // self.sector_size
-        ivs = _sector_numbers(first_sector, count, self._modulo)
+        ivs = _sector_numbers(first_sector, count, self.sector_size // 512, self._modulo)
         if self._iv_key:
             ivs = np.frombuffer(_ecb(self._iv_key, ivs.tobytes(), encrypt=True), _U64).reshape(
                 count, 2

@@ -50,7 +50,7 @@ class _Run:
     start: int  # logical offset in the child
     size: int
     offset: int  # physical offset on the LUKS device
-    first_iv: int  # IV sector number of the first sector (in sector_size units)
+    first_iv: int  # IV number of the segment's first sector (512-byte units: iv_tweak)
     engine: SectorCipher | None  # None: stored in the clear (linear)
     sector_size: int
 
@@ -87,7 +87,7 @@ class LuksStream(ByteStream):
                     f"LUKS ciphertext at byte {run.offset + start + len(data)} cannot be read"
                 )
             if run.engine is not None:
-                data = run.engine.decrypt(data, run.first_iv + start // ss)
+                data = run.engine.decrypt(data, run.first_iv + start // 512)
             out += data
         return bytes(out[lo - first : hi - first])
 
@@ -126,9 +126,7 @@ def _runs(header: LuksHeader, raw: ByteStream, key: bytes) -> tuple[list[_Run], 
             notes.append(f"segment {seg.index}: the last {size % ss} bytes are not a whole sector")
             size -= size % ss
         engine = _engine(seg, key)
-        # iv_tweak counts 512-byte sectors; the IV counts sector_size units (dm-crypt's
-        # iv_large_sectors, which LUKS2 sets for bigger sectors).
-        runs.append(_Run(start, size, seg.offset, seg.iv_tweak * 512 // ss, engine, ss))
+        runs.append(_Run(start, size, seg.offset, seg.iv_tweak, engine, ss))
         start += size
     return runs, notes
 
@@ -262,7 +260,7 @@ def open_luks(
             **facts,
         )
         return LuksVolume(info, own, details)
-    chosen, handles, note = _cross_check(stream, own, cred, key)
+    chosen, handles, note = _cross_check(stream, own, cred)
     details["cross_check"] = note
     info = EncryptionInfo(
         state=EncryptionState.UNLOCKED,
@@ -282,7 +280,7 @@ def _windows(size: int) -> list[tuple[int, int]]:
 
 
 def _cross_check(
-    raw: ByteStream, own: LuksStream, cred: Credential, key: VolumeKey
+    raw: ByteStream, own: LuksStream, cred: Credential
 ) -> tuple[ByteStream, list[Any], str]:
     """Unlock pyluksde with the same credential; compare the start, middle and end.
 
@@ -290,14 +288,16 @@ def _cross_check(
     """
     import pyluksde
 
+    try:
+        text = cred.secret if cred.kind == LUKS_PASSPHRASE else _secret(cred).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        # pyluksde takes text passwords only; its set_key refused every key size (it
+        # reported "unsupported master key size" for 128-, 256- and 512-bit keys).
+        return own, [], "pyluksde takes text passphrases only (a binary key file): not cross-checked"
     handle = pyluksde.volume()
     try:
         handle.open_file_object(raw)
-        if cred.kind == LUKS_PASSPHRASE:
-            handle.set_password(cred.secret)
-        else:
-            # pyluksde takes text passwords only: give it the key a key slot yielded.
-            handle.set_key(0, key.key)
+        handle.set_password(text)
         if not handle.unlock() or handle.is_locked():
             handle.close()
             return own, [], "pyluksde did not unlock it with the same credential: not cross-checked"
@@ -320,8 +320,8 @@ def _cross_check(
             return theirs, [handle], f"own reader differs from pyluksde at {start}: pyluksde used"
         compared += length
     handle.close()
-    how = "the same passphrase" if cred.kind == LUKS_PASSPHRASE else "the recovered volume key"
-    return own, [], f"equal to pyluksde ({how}) on {compared} bytes in {len(_windows(size))} windows"
+    how = "passphrase" if cred.kind == LUKS_PASSPHRASE else "key file"
+    return own, [], f"equal to pyluksde (same {how}) on {compared} bytes in {len(_windows(size))} windows"
 
 
 class LuksLayer(VolumeLayer):
