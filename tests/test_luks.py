@@ -37,7 +37,7 @@ from tests import oracles
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "fixtures"))
-import build_luks  # noqa: E402
+import build_luks
 
 WRONG = "Wr0ng-LUKS-Passphrase-77"
 
@@ -76,7 +76,7 @@ ALL = [*build_luks.VARIANTS, build_luks.MULTISEG]
 
 @pytest.mark.parametrize("name", ALL)
 def test_unlocks_and_decrypts_byte_for_byte(luks, name):
-    out, truth = luks
+    _out, truth = luks
     image, v = variant(luks, name)
     with open_with(image, passphrase(v)) as disk:
         (vol,) = disk.volumes
@@ -235,7 +235,7 @@ def test_wrong_passphrase_locked_rest_goes_on(luks, tmp_path):
 
 
 def test_damaged_primary_header_uses_secondary(luks, tmp_path):
-    out, truth = luks
+    _out, truth = luks
     image, v = variant(luks, "luks2-xts-argon2id")
     damaged = tmp_path / "damaged.img"
     data = bytearray(image.read_bytes())
@@ -325,7 +325,7 @@ def test_prompt_only_when_a_locked_luks_volume_is_met(luks, unpacked):
 
 def test_passphrase_and_key_never_leak(luks, tmp_path):
     """Not in the output, the container (manifest, acquisition.json, log), journals or repr."""
-    out, _ = luks
+    _out, _ = luks
     image, v = variant(luks, "luks1-xts-pbkdf2")
     secrets = [v["passphrase"].encode(), WRONG.encode(), bytes.fromhex(v["volume_key_hex"]),
                v["volume_key_hex"].encode()]
