@@ -369,6 +369,9 @@ class FileEntry:
         uid: owner user id, when the file system has it.
         gid: owner group id, when the file system has it.
         link_target: symbolic link target, when known.
+        damage: why the entry's own metadata could not be read ("" when it could); a
+            damaged entry carries only what its directory's index says about it (name,
+            MFT reference, parent, $I30 times) and its content cannot be opened.
     """
 
     path: str
@@ -393,6 +396,7 @@ class FileEntry:
     uid: int | None = None
     gid: int | None = None
     link_target: str = ""
+    damage: str = ""
 
     def child_path(self, name: str) -> str:
         """Path of a child named ``name``."""

@@ -87,6 +87,7 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         "counts": dict(report.counts),
         "bytes_collected": report.bytes_collected,
         "volume_errors": list(report.volume_errors),
+        "unreadable": report.unreadable,
         "disk_hash": disk_hash_record(report.disk_hash, options.piece_size, is_device),
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
     }

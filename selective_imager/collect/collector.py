@@ -105,6 +105,8 @@ class CollectionReport:
         container_sha256: SHA-256 of the finished container file.
         disk_hash: the full-disk hash result, or None when not run.
         volume_errors: volumes that could not be searched, with the reason.
+        unreadable: directories and $MFT records that could not be read (each in the
+            log), so that what a rule would have selected there may be missing.
     """
 
     output: Path
@@ -114,11 +116,12 @@ class CollectionReport:
     container_sha256: str = ""
     disk_hash: DiskHashResult | None = None
     volume_errors: list[str] = field(default_factory=list)
+    unreadable: int = 0
 
     @property
     def exit_code(self) -> int:
         """0 complete without failures, 1 otherwise."""
-        bad = sum(self.counts[o.value] for o in LOST_OUTCOMES)
+        bad = sum(self.counts[o.value] for o in LOST_OUTCOMES) + self.unreadable
         return 0 if self.status == "complete" and not bad and not self.volume_errors else 1
 
 
@@ -268,6 +271,25 @@ class _Run:
             )
 
         def on_error(err: MatchError) -> None:
+            if err.entry is not None:
+                # One damaged entry that no rule selected (a selected one is a failed item).
+                # Without a name (a record the $MFT scan could not read) it may have been
+                # one a rule wanted: the run cannot claim to be complete.
+                if not err.entry.name:
+                    self.report.unreadable += 1
+                self.event(
+                    "error",
+                    "entry-damaged",
+                    f"{err.path or err.entry.name or '?'}: {err.error}",
+                    volume=report.volume.index,
+                    path=err.path,
+                    name=err.entry.name,
+                    entry=err.entry.entry,
+                    sequence=err.entry.sequence,
+                    parent_entry=err.entry.parent_entry,
+                )
+                return
+            self.report.unreadable += 1
             self.event(
                 "error",
                 "directory-unreadable",

@@ -9,6 +9,7 @@ volume root; case-insensitive lookup where the file system is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from selective_imager.errors import SelectiveImagerError
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
 
     from selective_imager.models import Extent, FileEntry, FilesystemInfo
     from selective_imager.streams import ByteStream
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What could be read of one directory.
+
+    Attributes:
+        entries: its entries; those whose own metadata is unreadable carry
+            :attr:`FileEntry.damage` and what the directory index says of them.
+        problems: what went wrong while listing it (empty when nothing did); the
+            entries are then what could still be found (e.g. from the $MFT).
+    """
+
+    entries: tuple[FileEntry, ...]
+    problems: tuple[str, ...] = ()
 
 
 class Filesystem(ABC):
@@ -44,6 +60,17 @@ class Filesystem(ABC):
     @abstractmethod
     def iterdir(self, directory: FileEntry) -> Iterator[FileEntry]:
         """The entries of a directory (without ``.`` and ``..``), in on-disk order."""
+
+    def list_directory(self, directory: FileEntry) -> Listing:
+        """The entries of a directory and what went wrong reading them.
+
+        Backends that can go on past a damaged entry override this; the default lists
+        with :meth:`iterdir`, which fails as a whole.
+
+        Raises:
+            FilesystemError: nothing of the directory could be read.
+        """
+        return Listing(tuple(self.iterdir(directory)))
 
     @abstractmethod
     def open_stream(self, entry: FileEntry, stream: str = "") -> ByteStream:

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from selective_imager.errors import FilesystemError, PathNotFoundError, short_error
-from selective_imager.filesystems.base import Filesystem, FilesystemFormat
+from selective_imager.errors import (
+    FilesystemError,
+    PathNotFoundError,
+    SelectiveImagerError,
+    short_error,
+)
+from selective_imager.filesystems.base import Filesystem, FilesystemFormat, Listing
 from selective_imager.models import (
     Extent,
     FileEntry,
@@ -27,7 +32,7 @@ from selective_imager.models import (
     TimestampSet,
     attribute_names,
 )
-from selective_imager.streams import ByteStream, LibyalStream, RangeStream
+from selective_imager.streams import ByteStream, LibyalStream, RangeStream, make_tsk_image
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,6 +53,98 @@ def is_ntfs(stream: ByteStream) -> bool:
     return stream.read_at(3, 8) == b"NTFS    "
 
 
+def _attribute_problem(raw: bytes) -> str:
+    """The first visibly invalid attribute header of a raw MFT record ("" if none).
+
+    Each attribute starts with its type (a multiple of 0x10, at most 0x100, or the end
+    marker 0xFFFFFFFF) and its length, which must keep it inside the record.
+    """
+    raw = _apply_fixups(raw)
+    pos = int.from_bytes(raw[0x14:0x16], "little")
+    while 0x18 <= pos <= len(raw) - 8:
+        kind = int.from_bytes(raw[pos : pos + 4], "little")
+        if kind == 0xFFFFFFFF:
+            return ""
+        length = int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        if kind % 0x10 or not 0x10 <= kind <= 0x100 or length < 0x18 or pos + length > len(raw):
+            return f"invalid attribute at offset {pos} (type 0x{kind:x}, length {length})"
+        pos += length
+    return f"attribute list runs past the record (offset {pos})"
+
+
+def _mft_bitmap(record0: bytes, volume: ByteStream, cluster: int) -> bytes | None:
+    """The $BITMAP attribute of the $MFT (record 0): one bit per record, 1 = in use."""
+    raw = _apply_fixups(record0)
+    pos = int.from_bytes(raw[0x14:0x16], "little")
+    while 0x18 <= pos <= len(raw) - 0x18:
+        kind = int.from_bytes(raw[pos : pos + 4], "little")
+        length = int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        if kind == 0xFFFFFFFF or length < 0x18 or pos + length > len(raw):
+            return None
+        if kind == 0xB0:
+            attr = raw[pos : pos + length]
+            if attr[8] == 0:  # resident: the value follows the header
+                size = int.from_bytes(attr[0x10:0x14], "little")
+                start = int.from_bytes(attr[0x14:0x16], "little")
+                return attr[start : start + size]
+            size = int.from_bytes(attr[0x30:0x38], "little")
+            runs = _decode_runs(attr[int.from_bytes(attr[0x20:0x22], "little") :])
+            data = bytearray()
+            for lcn, clusters in runs:
+                chunk = clusters * cluster
+                data += volume.read_at(lcn * cluster, chunk) if lcn is not None else bytes(chunk)
+            return bytes(data[:size])
+        pos += length
+    return None
+
+
+def _decode_runs(data: bytes) -> list[tuple[int | None, int]]:
+    """NTFS mapping pairs: (first cluster or None when sparse, cluster count) per run."""
+    runs: list[tuple[int | None, int]] = []
+    pos, lcn = 0, 0
+    while pos < len(data) and data[pos]:
+        header = data[pos]
+        n_len, n_off = header & 0x0F, header >> 4
+        if pos + 1 + n_len + n_off > len(data):
+            break
+        count = int.from_bytes(data[pos + 1 : pos + 1 + n_len], "little")
+        if n_off:
+            lcn += int.from_bytes(
+                data[pos + 1 + n_len : pos + 1 + n_len + n_off], "little", signed=True
+            )
+            runs.append((lcn, count))
+        else:
+            runs.append((None, count))
+        pos += 1 + n_len + n_off
+    return runs
+
+
+def _apply_fixups(raw: bytes) -> bytes:
+    """The record with each sector's last two bytes restored from the update sequence."""
+    usa = int.from_bytes(raw[4:6], "little")
+    count = int.from_bytes(raw[6:8], "little")
+    out = bytearray(raw)
+    for i in range(1, count):
+        end = i * 512
+        if end > len(out) or usa + 2 * i + 2 > len(out):
+            break
+        out[end - 2 : end] = raw[usa + 2 * i : usa + 2 * i + 2]
+    return bytes(out)
+
+
+def _unreadable_record(number: int, problem: str) -> FileEntry:
+    """A scanned record that cannot be read: only its number is known."""
+    return FileEntry(
+        path="",
+        name="",
+        is_directory=False,
+        size=0,
+        entry=number,
+        allocated=True,
+        damage=f"MFT record {number} is damaged: {problem}",
+    )
+
+
 def _ts(value: int | None) -> Timestamp | None:
     return Timestamp.from_filetime(value) if value else None
 
@@ -59,6 +156,10 @@ class NtfsFilesystem(Filesystem):
         import pyfsntfs
 
         self._stream = RangeStream(stream, 0, stream.size)  # own position for libfsntfs
+        self._tsk: Any = None  # opened only to name index entries libfsntfs cannot
+        self._by_parent: dict[int, list[tuple[int, str]]] | None = None
+        self._mft_map: tuple[int, tuple[Extent, ...]] | None = None
+        self._mft_bitmap: bytes | None = None  # b"" when it cannot be read
         self._volume = pyfsntfs.volume()
         try:
             self._volume.open_file_object(self._stream)
@@ -79,9 +180,13 @@ class NtfsFilesystem(Filesystem):
         """The root directory (MFT entry 5)."""
         try:
             fe = self._volume.get_root_directory()
+            return self._entry(fe, "", "")
         except OSError as exc:
-            raise FilesystemError(f"cannot read the root directory: {short_error(exc)}") from exc
-        return self._entry(fe, "", "")
+            # Listing it falls back to the $MFT: what lived in the root is still found.
+            reason = self._record_problem(_ROOT) or short_error(exc)
+            return FileEntry(
+                path="", name="", is_directory=True, size=0, entry=_ROOT, damage=reason
+            )
 
     def lookup(self, path: str) -> FileEntry:
         """Case-insensitive lookup; the result carries the on-disk spelling."""
@@ -98,29 +203,253 @@ class NtfsFilesystem(Filesystem):
                 raise FilesystemError(f"{path}: cannot read: {short_error(exc)}") from exc
             if fe is None:
                 raise PathNotFoundError(f"{path}: not found")
-            names.append(str(fe.get_name() or parts[i]))
-        return self._entry(fe, "/".join(names), names[-1])
+            try:
+                names.append(str(fe.get_name() or parts[i]))
+            except OSError:
+                names.append(parts[i])
+        return self._listed(fe, "/".join(names), names[-1], None)
 
     def iterdir(self, directory: FileEntry) -> Iterator[FileEntry]:
-        """Entries of a directory's $I30 index."""
-        fe = self._by_number(directory)
+        """Entries of a directory's $I30 index (see :meth:`list_directory`)."""
+        return iter(self.list_directory(directory).entries)
+
+    def list_directory(self, directory: FileEntry) -> Listing:
+        """Entries of a directory's $I30 index; one damaged entry loses only itself.
+
+        An entry whose MFT record cannot be read is kept as a damaged entry with what
+        the index says of it (name, MFT reference, $I30 times). When libfsntfs cannot
+        even name an entry, The Sleuth Kit's reading of the same index names it. A
+        directory whose own record or index is unreadable is rebuilt from the $MFT:
+        every record whose $FILE_NAME names it as the parent.
+        """
+        where = directory.path or "/"
         try:
-            count = fe.get_number_of_sub_file_entries()
-        except OSError as exc:
-            raise FilesystemError(
-                f"{directory.path or '/'}: cannot list: {short_error(exc)}"
-            ) from exc
+            fe = self._by_number(directory)
+            count = int(fe.get_number_of_sub_file_entries())
+        except (OSError, FilesystemError) as exc:
+            reason = str(exc) if isinstance(exc, FilesystemError) else short_error(exc)
+            children = tuple(self._children_from_mft(directory))
+            return Listing(
+                children,
+                (
+                    f"{where}: cannot list ({reason}); {len(children)} entries found "
+                    "through the $MFT instead",
+                ),
+            )
+        entries: list[FileEntry] = []
+        unnamed: list[str] = []
         for i in range(count):
             try:
                 sub = fe.get_sub_file_entry(i)
                 name = str(sub.get_name())
-                yield self._entry(sub, directory.child_path(name), name)
             except OSError as exc:
-                raise FilesystemError(
-                    f"{directory.path or '/'}: cannot read entry {i}: {short_error(exc)}"
-                ) from exc
+                unnamed.append(short_error(exc))
+                continue
+            entries.append(self._listed(sub, directory.child_path(name), name, directory))
+        problems: list[str] = []
+        if unnamed:
+            named = self._named_by_index(directory, {e.entry for e in entries}, unnamed)
+            entries.extend(named)
+            problems.extend(
+                f"{where}: index entry unreadable by libfsntfs ({reason})"
+                for reason in unnamed[len(named) :]
+            )
+        return Listing(tuple(entries), tuple(problems))
+
+    def _listed(self, fe: Any, path: str, name: str, parent: FileEntry | None) -> FileEntry:
+        """The entry, or a damaged one from its $I30 index entry when its record is bad."""
+        try:
+            # libfsntfs gives a sub entry whose record it could not read reference 0.
+            if int(fe.get_file_reference()) != 0 or not fe.has_i30_entry():
+                return self._entry(fe, path, name)
+            reason = "the MFT record cannot be read"
+        except OSError as exc:
+            reason = short_error(exc)
+        return self._damaged(fe, path, name, parent, reason)
+
+    def _damaged(
+        self, fe: Any, path: str, name: str, parent: FileEntry | None, reason: str
+    ) -> FileEntry:
+        """What the parent's $I30 index entry says of a file whose record is unreadable."""
+        ref = flags = None
+        i30 = None
+        try:
+            ref = int(fe.get_i30_file_reference())
+            flags = int(fe.get_i30_file_attribute_flags() or 0)
+            i30 = TimestampSet(
+                created=_ts(fe.get_i30_creation_time_as_integer()),
+                modified=_ts(fe.get_i30_modification_time_as_integer()),
+                changed=_ts(fe.get_i30_entry_modification_time_as_integer()),
+                accessed=_ts(fe.get_i30_access_time_as_integer()),
+            )
+        except OSError:
+            pass  # the index entry itself is damaged too: path and parent stay
+        number = ref & _MFT_REF_MASK if ref is not None else None
+        problem = self._record_problem(number) if number is not None else ""
+        where = f"MFT record {number}" if number is not None else "MFT record"
+        return FileEntry(
+            path=path,
+            name=name,
+            is_directory=bool((flags or 0) & _DIRECTORY_INDEX_FLAG),
+            size=0,
+            entry=number,
+            sequence=ref >> 48 if ref is not None else None,
+            parent_entry=parent.entry if parent else None,
+            parent_sequence=parent.sequence if parent else None,
+            attribute_flags=flags or 0,
+            attributes=attribute_names(flags or 0),
+            i30=i30,
+            damage=f"{where} is damaged: {problem or reason}",
+        )
+
+    def _named_by_index(
+        self, directory: FileEntry, listed: set[int | None], reasons: list[str]
+    ) -> list[FileEntry]:
+        """Damaged entries for index entries libfsntfs could not open, named by TSK.
+
+        The Sleuth Kit reads the same $I30 index without needing each entry's record,
+        so it gives the name and MFT reference of the ones libfsntfs failed on.
+        """
+        out: list[FileEntry] = []
+        for name, ref, is_dir in self._tsk_index(directory):
+            number = ref & _MFT_REF_MASK
+            if number in listed:
+                continue
+            problem = self._record_problem(number)
+            out.append(
+                FileEntry(
+                    path=directory.child_path(name),
+                    name=name,
+                    is_directory=is_dir,
+                    size=0,
+                    entry=number,
+                    sequence=ref >> 48,
+                    parent_entry=directory.entry,
+                    parent_sequence=directory.sequence,
+                    damage=f"MFT record {number} is damaged: {problem or reasons[0]}",
+                )
+            )
+        return out[: len(reasons)] if len(out) > len(reasons) else out
+
+    def _tsk_index(self, directory: FileEntry) -> list[tuple[str, int, bool]]:
+        """(name, MFT reference, is a directory) of the allocated names TSK reads."""
+        import pytsk3
+
+        if directory.entry is None:
+            return []
+        try:
+            if self._tsk is None:
+                self._tsk = pytsk3.FS_Info(make_tsk_image(self._stream))
+            listing = self._tsk.open_dir(inode=directory.entry)
+            out = []
+            for f in listing:
+                info = f.info.name
+                raw = info.name
+                name = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+                if name in (".", "..") or not int(info.flags) & 1:  # TSK_FS_NAME_FLAG_ALLOC
+                    continue
+                ref = int(info.meta_addr) | int(info.meta_seq) << 48
+                out.append((str(name), ref, int(info.type) == 3))  # TSK_FS_NAME_TYPE_DIR
+            return out
+        except (OSError, RuntimeError):
+            return []  # TSK cannot read it either: the entries stay unnamed problems
+
+    def _children_from_mft(self, directory: FileEntry) -> Iterator[FileEntry]:
+        """Entries whose $FILE_NAME names ``directory`` as the parent (one $MFT pass)."""
+        if self._by_parent is None:
+            self._by_parent = self._parent_map()
+        for number, name in self._by_parent.get(directory.entry or -1, ()):
+            path = directory.child_path(name)
+            try:
+                fe = self._volume.get_file_entry(number)
+                yield self._entry(fe, path, name)
+            except OSError as exc:
+                yield FileEntry(
+                    path=path,
+                    name=name,
+                    is_directory=False,
+                    size=0,
+                    entry=number,
+                    parent_entry=directory.entry,
+                    damage=f"MFT record {number} is damaged: {short_error(exc)}",
+                )
+
+    def _parent_map(self) -> dict[int, list[tuple[int, str]]]:
+        """Parent entry -> (entry, name) of every allocated record's $FILE_NAMEs."""
+        out: dict[int, list[tuple[int, str]]] = {}
+        try:
+            count = int(self._volume.get_number_of_file_entries())
+        except OSError:
+            return out
+        for number in range(count):
+            try:
+                fe = self._volume.get_file_entry(number)
+                if not fe.is_allocated():
+                    continue
+                for idx in range(fe.get_number_of_attributes()):
+                    attr = fe.get_attribute(idx)
+                    if attr.get_attribute_type() == _ATTR_FN and attr.get_name_space() != 2:
+                        parent = int(attr.get_parent_file_reference()) & _MFT_REF_MASK
+                        if parent != number:
+                            out.setdefault(parent, []).append((number, str(attr.get_name())))
+            except OSError:
+                continue  # an unreadable record names no parent; the scan reports it
+        return out
+
+    def _record_problem(self, number: int) -> str:
+        """What is visibly wrong with MFT record ``number``'s raw bytes ("" if nothing)."""
+        raw = self._raw_record(number)
+        if raw is None:
+            return ""
+        if not raw:
+            return "it lies past the end of the volume as read"
+        if not any(raw):
+            return "all zeros"
+        if raw[:4] == b"BAAD":
+            return "marked BAAD (a torn write)"
+        if raw[:4] != b"FILE":
+            return f"no FILE signature ({raw[:4]!r})"
+        return _attribute_problem(raw)
+
+    def _in_use_problem(self, number: int) -> str:
+        """The visible damage of a record that reads as free but the bitmap says is in use."""
+        if self._mft_in_use(number) is False:
+            return ""
+        return self._record_problem(number)
+
+    def _mft_in_use(self, number: int) -> bool | None:
+        """Whether the $MFT's $BITMAP marks record ``number`` in use (None: unknown)."""
+        if self._mft_bitmap is None:
+            raw = self._raw_record(0)
+            bitmap = _mft_bitmap(raw, self._stream, self.info.block_size) if raw else None
+            self._mft_bitmap = bitmap if bitmap is not None else b""
+        if not self._mft_bitmap or number // 8 >= len(self._mft_bitmap):
+            return None
+        return bool(self._mft_bitmap[number // 8] >> (number % 8) & 1)
+
+    def _raw_record(self, number: int) -> bytes | None:
+        """The raw bytes of MFT record ``number`` (None when the $MFT map is unknown)."""
+        if self._mft_map is None:
+            try:
+                boot = self._stream.read_at(0, 512)
+                per_cluster = int(self._volume.get_cluster_block_size())
+                value = boot[0x40] if len(boot) == 512 else 0
+                size = value * per_cluster if value < 0x80 else 1 << (256 - value)
+                self._mft_map = (size, _extents(self._volume.get_file_entry(0)))
+            except (OSError, SelectiveImagerError):
+                return None
+        size, extents = self._mft_map
+        logical = number * size
+        for ext in extents:
+            if ext.logical_offset <= logical < ext.logical_offset + ext.length:
+                if ext.volume_offset is None:
+                    return None
+                return self._stream.read_at(ext.volume_offset + logical - ext.logical_offset, size)
+        return None
 
     def _by_number(self, entry: FileEntry) -> Any:
+        if entry.damage:
+            raise FilesystemError(f"{entry.path or '/'}: {entry.damage}")
         if entry.entry is None:
             raise FilesystemError(f"{entry.path}: no MFT entry number")
         try:
@@ -199,6 +528,9 @@ class NtfsFilesystem(Filesystem):
         must match, as a directory walk would reach them. Entries are partial (no
         sizes, streams or times): :meth:`complete` fills in a match. Memory stays
         proportional to the number of directories, not files.
+
+        A damaged record is yielded with :attr:`FileEntry.damage` set and an empty path
+        (its names are in the record itself), as is a file whose directory is damaged.
         """
         volume = self._volume
         dirs: dict[int, tuple[int, int, str, int]] = {}  # entry -> (parent, parent seq, name, seq)
@@ -244,12 +576,18 @@ class NtfsFilesystem(Filesystem):
                 allocated=True,
             )
 
+        damaged: set[int] = set()
         for number in range(count):
             if number == _ROOT:
                 continue
             try:
                 fe = volume.get_file_entry(number)
                 if not fe.is_allocated():
+                    # A record without a FILE signature reads as free: look at its bytes.
+                    problem = "" if fe.get_number_of_attributes() else self._in_use_problem(number)
+                    if problem:
+                        damaged.add(number)
+                        yield _unreadable_record(number, problem)
                     continue
                 if int(fe.get_base_record_file_reference()) & _MFT_REF_MASK not in (0, number):
                     continue  # an extension record of another entry
@@ -260,8 +598,15 @@ class NtfsFilesystem(Filesystem):
                     attr = fe.get_attribute(idx)
                     if attr.get_attribute_type() == _ATTR_FN and attr.get_name_space() != 2:
                         links.append((int(attr.get_parent_file_reference()), str(attr.get_name())))
-            except OSError:
-                continue  # an unreadable record: a walk cannot reach it either
+            except OSError as exc:
+                # Its path is in its own (unreadable) $FILE_NAME: only the number is known.
+                # Free records read as zeros on Windows-made volumes: only one the $MFT
+                # bitmap marks in use is damaged.
+                if self._mft_in_use(number) is not False:
+                    damaged.add(number)
+                    problem = self._record_problem(number) or short_error(exc)
+                    yield _unreadable_record(number, problem)
+                continue
             for parent_ref, name in links:
                 parent, parent_seq = parent_ref & _MFT_REF_MASK, parent_ref >> 48
                 if is_dir:
@@ -276,6 +621,17 @@ class NtfsFilesystem(Filesystem):
             base = dir_path(parent, parent_seq)
             if base is not None:
                 yield make(number, seq, parent, name, is_dir, base)
+            elif parent in damaged:
+                yield FileEntry(
+                    path="",
+                    name=name,
+                    is_directory=is_dir,
+                    size=0,
+                    entry=number,
+                    sequence=seq,
+                    parent_entry=parent,
+                    damage=f"its directory, MFT record {parent}, is damaged: its path is unknown",
+                )
 
     def complete(self, entry: FileEntry) -> FileEntry:
         """The full entry (sizes, streams, all three timestamp sets).

@@ -80,10 +80,14 @@ class MatchError:
     Attributes:
         path: the directory's path ("" for the root or the whole scan).
         error: the file-system error.
+        entry: the damaged entry when one entry (not a directory listing) is the
+            problem and no pattern selected it (a selected one becomes a match,
+            whose copy then fails with the reason).
     """
 
     path: str
     error: FilesystemError
+    entry: FileEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +230,13 @@ def _streams(entry: FileEntry, selectors: tuple[Segment | None, ...]) -> list[st
     return found
 
 
-def _report(on_error: Callable[[MatchError], None] | None, path: str, exc: FilesystemError) -> None:
-    event = MatchError(path, exc)
+def _report(
+    on_error: Callable[[MatchError], None] | None,
+    path: str,
+    exc: FilesystemError,
+    entry: FileEntry | None = None,
+) -> None:
+    event = MatchError(path, exc, entry)
     if on_error is None:
         _log.warning("cannot read %r: %s", path or "/", exc)
     else:
@@ -263,35 +272,51 @@ def _walk(
     stack: list[tuple[FileEntry, tuple[frozenset[State], ...]]] = [(root, compiled.start())]
     while stack:
         directory, states = stack.pop()
-        children: list[FileEntry] = []
         names = compiled.lookup_names(states)
-        try:
-            if names is not None:
-                seen: set[str] = set()
-                for name in names:
-                    try:
-                        child = fs.lookup(directory.child_path(name))
-                    except PathNotFoundError:
-                        continue
-                    if child.path not in seen:
-                        seen.add(child.path)
-                        children.append(child)
-            else:
-                children = list(fs.iterdir(directory))
-        except FilesystemError as exc:
-            _report(on_error, directory.path, exc)
-            continue
+        children = _looked_up(fs, directory, names) if names is not None else None
+        if children is None:
+            # Listed (also when a looked-up name was damaged: the listing goes on past it).
+            try:
+                listing = fs.list_directory(directory)
+            except FilesystemError as exc:
+                _report(on_error, directory.path, exc)
+                continue
+            for problem in listing.problems:
+                _report(on_error, directory.path, FilesystemError(problem))
+            children = list(listing.entries)
         subdirs: list[tuple[FileEntry, tuple[frozenset[State], ...]]] = []
         for child in children:
             if not child.allocated and not include_deleted:
                 continue
             if child.is_directory:
                 next_states = compiled.step(states, child.name)
+                if child.damage:
+                    _report(on_error, child.path, FilesystemError(child.damage), child)
                 if any(next_states):
                     subdirs.append((child, next_states))
-            else:
-                yield from compiled.file_matches(child, states)
+                continue
+            found = list(compiled.file_matches(child, states))
+            if child.damage and not found:
+                _report(on_error, child.path, FilesystemError(child.damage), child)
+            yield from found
         stack.extend(reversed(subdirs))
+
+
+def _looked_up(fs: Filesystem, directory: FileEntry, names: list[str]) -> list[FileEntry] | None:
+    """The children named ``names`` that exist, or None when a lookup failed."""
+    children: list[FileEntry] = []
+    seen: set[str] = set()
+    for name in names:
+        try:
+            child = fs.lookup(directory.child_path(name))
+        except PathNotFoundError:
+            continue
+        except FilesystemError:
+            return None
+        if child.path not in seen:
+            seen.add(child.path)
+            children.append(child)
+    return children
 
 
 def _scan(
@@ -316,12 +341,23 @@ def _scan(
 
     try:
         for entry in fs.scan():
+            if entry.damage and not entry.path:
+                # A damaged record (or a file under one): no path to match, but named.
+                _report(on_error, entry.path, FilesystemError(entry.damage), entry)
+                continue
             if entry.is_directory or (not entry.allocated and not include_deleted):
                 continue
             parent = entry.path.rpartition("/")[0]
             states = states_of(parent)
-            if any(states):
-                yield from compiled.file_matches(entry, states, fs.complete)
+            if not any(states):
+                continue
+            try:
+                found = list(compiled.file_matches(entry, states, fs.complete))
+            except FilesystemError as exc:
+                # Its full record cannot be read: this entry is lost, not the scan.
+                _report(on_error, entry.path, exc, entry)
+                continue
+            yield from found
     except FilesystemError as exc:
         _report(on_error, "", exc)
 
