@@ -435,6 +435,8 @@ class FileEntry:
             out["gid"] = self.gid
         if self.link_target:
             out["link_target"] = self.link_target
+        if self.damage:
+            out["damage"] = self.damage
         return out
 
     def stream_size(self, stream: str) -> int:

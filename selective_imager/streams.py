@@ -262,16 +262,26 @@ class ConcatStream(ByteStream):
 
 
 def make_tsk_image(stream: ByteStream) -> Any:
-    """A ``pytsk3.Img_Info`` reading from ``stream`` (the dfvfs adapter idea)."""
+    """A ``pytsk3.Img_Info`` reading from ``stream`` (the dfvfs adapter idea).
+
+    An exception raised by ``read`` reaches the caller of pytsk3 as a bare
+    ``RuntimeError`` holding its repr; the image keeps the original in
+    ``read_error`` (see :func:`tsk_failure`) so callers can report the real cause.
+    """
     import pytsk3
 
     class _TskImage(pytsk3.Img_Info):  # type: ignore[misc]
         def __init__(self, inner: ByteStream) -> None:
             self._inner = inner
+            self.read_error: BaseException | None = None
             super().__init__(url="", type=pytsk3.TSK_IMG_TYPE_EXTERNAL)
 
         def read(self, offset: int, size: int) -> bytes:
-            return self._inner.read_at(offset, size)
+            try:
+                return self._inner.read_at(offset, size)
+            except Exception as exc:  # any error: pytsk3 turns it into RuntimeError
+                self.read_error = exc
+                raise
 
         def get_size(self) -> int:
             return self._inner.size
@@ -281,3 +291,16 @@ def make_tsk_image(stream: ByteStream) -> Any:
             return None
 
     return _TskImage(stream)
+
+
+def tsk_failure(image: Any, exc: BaseException) -> str:
+    """One line saying why a pytsk3 call on ``image`` failed.
+
+    The error of the last failed read of the underlying stream when there was one
+    (a truncated or unreadable source), else pytsk3's own message.
+    """
+    cause = getattr(image, "read_error", None)
+    if cause is not None:
+        image.read_error = None
+        return f"read error: {cause}"
+    return " ".join(str(exc).split()) or type(exc).__name__

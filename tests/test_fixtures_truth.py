@@ -124,7 +124,9 @@ def test_partition_layout_matches_mmls(name, unpacked, truth):
         assert logical == [36864, 59392]
 
 
-@pytest.mark.parametrize("name", ["gpt-ntfs", "mbr-extended", "ntfs-noparts", "iso9660"])
+@pytest.mark.parametrize(
+    "name", ["gpt-ntfs", "mbr-extended", "ntfs-noparts", "iso9660", "ntfs-damaged-mft"]
+)
 def test_whole_image_hashes(name, unpacked, truth):
     t = truth(name)
     data = unpacked(t["image"]).read_bytes()

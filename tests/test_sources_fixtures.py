@@ -142,7 +142,15 @@ def test_truncated_image_reports_partition_and_lists_others(unpacked, tmp_path):
     data = info_json(cut)
     errors = {v["index"]: v["error"] for v in data["volumes"]}
     assert data["volumes"][0]["filesystem"]["type"] == "fat16"
-    assert any(e and "beyond the end" in e for e in errors.values())
+    # mmls (independent) says where the cut partition ends; the message says how far.
+    cut_parts = [
+        (start, length)
+        for start, length, desc in oracles.mmls(unpacked("mbr-extended.raw"))
+        if start <= 40000 < start + length and "0x07" in desc
+    ]
+    ((start, length),) = cut_parts
+    beyond = f"{(start + length - 40000) * 512 / (1 << 20):.1f} MiB after the end of the image"
+    assert any(e and "image truncated" in e and beyond in e for e in errors.values()), errors
     assert data["partition_table"]["problems"]
 
 

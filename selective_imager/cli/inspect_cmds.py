@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from selective_imager.errors import (
+    FilesystemError,
     PathNotFoundError,
     SelectiveImagerError,
 )
@@ -201,13 +202,18 @@ def ls(
             elif recursive:
                 entries = fs.walk(start, on_error=report)
             else:
-                entries = fs.iterdir(start)
+                listing = fs.list_directory(start)
+                for problem in listing.problems:
+                    report(start, FilesystemError(problem))
+                entries = iter(listing.entries)
+            damaged = 0
             for entry in entries:
+                damaged += bool(entry.damage)
                 if json_output:
                     print(json.dumps(entry.as_dict(), ensure_ascii=False))
                 else:
                     _print_entry(entry)
-            code = EXIT_PARTIAL if unreadable else EXIT_OK
+            code = EXIT_PARTIAL if unreadable or damaged else EXIT_OK
     raise typer.Exit(code)
 
 
@@ -217,6 +223,7 @@ def _print_entry(entry: FileEntry) -> None:
     times = entry.si or entry.times
     modified = times.modified.isoformat() if times and times.modified else "-"
     deleted = "" if entry.allocated else " (deleted)"
-    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{deleted}")
+    damaged = f" (damaged: {entry.damage})" if entry.damage else ""
+    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{deleted}{damaged}")
     for stream in entry.streams:
         print(f"{kind} {ref:>12} {stream.size:>12} {'':<28} {entry.path}:{stream.name}")

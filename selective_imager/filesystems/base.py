@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from selective_imager.errors import SelectiveImagerError
+from selective_imager.errors import FilesystemError, SelectiveImagerError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -28,8 +28,9 @@ class Listing:
     Attributes:
         entries: its entries; those whose own metadata is unreadable carry
             :attr:`FileEntry.damage` and what the directory index says of them.
-        problems: what went wrong while listing it (empty when nothing did); the
-            entries are then what could still be found (e.g. from the $MFT).
+        problems: what went wrong while listing it, one line each without the
+            directory's path (empty when nothing did); the entries are then what
+            could still be found (e.g. from the $MFT).
     """
 
     entries: tuple[FileEntry, ...]
@@ -87,19 +88,25 @@ class Filesystem(ABC):
     ) -> Iterator[FileEntry]:
         """Every entry below ``top`` (default the root), depth first, parents first.
 
-        A directory that cannot be listed raises, or, with ``on_error``, is reported
-        to it and the walk goes on with the others.
+        A directory that cannot be listed (or only in part: see :meth:`list_directory`)
+        raises, or, with ``on_error``, is reported to it (once per problem) and the
+        walk goes on with what could be read.
         """
         stack = [top if top is not None else self.root()]
         while stack:
             directory = stack.pop()
             try:
-                children = list(self.iterdir(directory))
+                listing = self.list_directory(directory)
             except SelectiveImagerError as exc:
                 if on_error is None:
                     raise
                 on_error(directory, exc)
                 continue
+            for problem in listing.problems:
+                if on_error is None:
+                    raise FilesystemError(f"{directory.path or '/'}: {problem}")
+                on_error(directory, FilesystemError(problem))
+            children = listing.entries
             yield from children
             stack.extend(reversed([c for c in children if c.is_directory]))
 

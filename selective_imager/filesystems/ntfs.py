@@ -158,6 +158,7 @@ class NtfsFilesystem(Filesystem):
         self._stream = RangeStream(stream, 0, stream.size)  # own position for libfsntfs
         self._tsk: Any = None  # opened only to name index entries libfsntfs cannot
         self._by_parent: dict[int, list[tuple[int, str]]] | None = None
+        self._unreadable_records: list[int] = []  # found while building _by_parent
         self._mft_map: tuple[int, tuple[Extent, ...]] | None = None
         self._mft_bitmap: bytes | None = None  # b"" when it cannot be read
         self._volume = pyfsntfs.volume()
@@ -222,20 +223,25 @@ class NtfsFilesystem(Filesystem):
         directory whose own record or index is unreadable is rebuilt from the $MFT:
         every record whose $FILE_NAME names it as the parent.
         """
-        where = directory.path or "/"
         try:
             fe = self._by_number(directory)
             count = int(fe.get_number_of_sub_file_entries())
         except (OSError, FilesystemError) as exc:
-            reason = str(exc) if isinstance(exc, FilesystemError) else short_error(exc)
-            children = tuple(self._children_from_mft(directory))
-            return Listing(
-                children,
-                (
-                    f"{where}: cannot list ({reason}); {len(children)} entries found "
-                    "through the $MFT instead",
-                ),
+            reason = directory.damage or (
+                str(exc) if isinstance(exc, FilesystemError) else short_error(exc)
             )
+            children = tuple(self._children_from_mft(directory))
+            problems = [
+                f"cannot list ({reason}); {len(children)} entries found through the $MFT instead"
+            ]
+            if self._unreadable_records:
+                numbers = ", ".join(map(str, self._unreadable_records[:20]))
+                more = "…" if len(self._unreadable_records) > 20 else ""
+                problems.append(
+                    f"{len(self._unreadable_records)} MFT records in use cannot be read, so "
+                    f"whether they lived here is unknown: {numbers}{more}"
+                )
+            return Listing(children, tuple(problems))
         entries: list[FileEntry] = []
         unnamed: list[str] = []
         for i in range(count):
@@ -246,12 +252,12 @@ class NtfsFilesystem(Filesystem):
                 unnamed.append(short_error(exc))
                 continue
             entries.append(self._listed(sub, directory.child_path(name), name, directory))
-        problems: list[str] = []
+        problems = []
         if unnamed:
             named = self._named_by_index(directory, {e.entry for e in entries}, unnamed)
             entries.extend(named)
             problems.extend(
-                f"{where}: index entry unreadable by libfsntfs ({reason})"
+                f"an index entry unreadable by libfsntfs ({reason})"
                 for reason in unnamed[len(named) :]
             )
         return Listing(tuple(entries), tuple(problems))
@@ -259,8 +265,12 @@ class NtfsFilesystem(Filesystem):
     def _listed(self, fe: Any, path: str, name: str, parent: FileEntry | None) -> FileEntry:
         """The entry, or a damaged one from its $I30 index entry when its record is bad."""
         try:
-            # libfsntfs gives a sub entry whose record it could not read reference 0.
-            if int(fe.get_file_reference()) != 0 or not fe.has_i30_entry():
+            # libfsntfs gives an entry whose record it could not read reference 0 (or,
+            # through a path lookup, another record's): the index entry says which it is.
+            if not fe.has_i30_entry():
+                return self._entry(fe, path, name)
+            indexed = int(fe.get_i30_file_reference()) & _MFT_REF_MASK
+            if int(fe.get_file_reference()) & _MFT_REF_MASK == indexed and indexed != 0:
                 return self._entry(fe, path, name)
             reason = "the MFT record cannot be read"
         except OSError as exc:
@@ -385,6 +395,8 @@ class NtfsFilesystem(Filesystem):
             try:
                 fe = self._volume.get_file_entry(number)
                 if not fe.is_allocated():
+                    if not fe.get_number_of_attributes() and self._in_use_problem(number):
+                        self._unreadable_records.append(number)
                     continue
                 for idx in range(fe.get_number_of_attributes()):
                     attr = fe.get_attribute(idx)
@@ -393,7 +405,9 @@ class NtfsFilesystem(Filesystem):
                         if parent != number:
                             out.setdefault(parent, []).append((number, str(attr.get_name())))
             except OSError:
-                continue  # an unreadable record names no parent; the scan reports it
+                # It names no parent: each listing rebuilt from the $MFT says so.
+                if self._mft_in_use(number) is not False:
+                    self._unreadable_records.append(number)
         return out
 
     def _record_problem(self, number: int) -> str:

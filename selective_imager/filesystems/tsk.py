@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import FilesystemError, PathNotFoundError, UnsupportedFilesystemError
-from selective_imager.filesystems.base import Filesystem, FilesystemFormat
+from selective_imager.filesystems.base import Filesystem, FilesystemFormat, Listing
 from selective_imager.models import (
     Extent,
     FileEntry,
@@ -19,7 +19,7 @@ from selective_imager.models import (
     TimestampSet,
     attribute_names,
 )
-from selective_imager.streams import ByteStream, make_tsk_image
+from selective_imager.streams import ByteStream, make_tsk_image, tsk_failure
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,8 +84,14 @@ class TskFilesystem(Filesystem):
         self._img = make_tsk_image(stream)
         try:
             self._fs = pytsk3.FS_Info(self._img)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             text = str(exc)
+            if self._img.read_error is not None:
+                # The volume could not be read (truncated or failing source), which is
+                # not the same as holding no file system.
+                raise FilesystemError(
+                    f"cannot open the file system: {tsk_failure(self._img, exc)}"
+                ) from exc
             if "Encryption detected" in text:
                 raise UnsupportedFilesystemError("encrypted volume (BitLocker)") from exc
             raise UnsupportedFilesystemError("no supported file system recognised") from exc
@@ -105,13 +111,13 @@ class TskFilesystem(Filesystem):
         # TSK has no generic label API; FAT keeps it in the root directory as a
         # volume-label entry, which TSK lists as a file named "<label> (Volume Label Entry)".
         try:
-            root = self._fs.open_dir(path="/")
-        except OSError:
-            return ""
-        for f in root:
-            name = _decode(f.info.name.name)
-            if name.endswith("(Volume Label Entry)"):
-                return name[: -len("(Volume Label Entry)")].strip()
+            for f in self._fs.open_dir(path="/"):
+                name = _decode(f.info.name.name)
+                if name.endswith("(Volume Label Entry)"):
+                    return name[: -len("(Volume Label Entry)")].strip()
+        except (OSError, RuntimeError):
+            self._img.read_error = None
+            return ""  # no label is shown; listing the root reports the error
         return ""
 
     # -- entries ---------------------------------------------------------------
@@ -119,8 +125,10 @@ class TskFilesystem(Filesystem):
         """The root directory."""
         try:
             f = self._fs.open_meta(inode=self._fs.info.root_inum)
-        except OSError as exc:
-            raise FilesystemError(f"cannot open the root directory: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise FilesystemError(
+                f"cannot open the root directory: {tsk_failure(self._img, exc)}"
+            ) from exc
         return self._entry(f, "", "", None)
 
     def lookup(self, path: str) -> FileEntry:
@@ -143,19 +151,49 @@ class TskFilesystem(Filesystem):
 
     def iterdir(self, directory: FileEntry) -> Iterator[FileEntry]:
         """Directory entries as TSK lists them, deleted names included."""
+        return iter(self.list_directory(directory).entries)
+
+    def list_directory(self, directory: FileEntry) -> Listing:
+        """Directory entries; one whose metadata cannot be read loses only itself.
+
+        Such an entry is kept as a damaged entry with what the directory entry says
+        (name, metadata address, type); a listing that breaks off keeps what came
+        before and says so.
+        """
+        where = directory.path or "/"
         if directory.entry is None:
-            raise FilesystemError(f"{directory.path}: no metadata address")
+            raise FilesystemError(f"{where}: no metadata address")
         try:
             d = self._fs.open_dir(inode=directory.entry)
-        except OSError as exc:
-            raise FilesystemError(f"{directory.path or '/'}: cannot list: {exc}") from exc
-        for f in d:
-            name = _decode(f.info.name.name)
+        except (OSError, RuntimeError) as exc:
+            raise FilesystemError(f"{where}: cannot list: {tsk_failure(self._img, exc)}") from exc
+        entries: list[FileEntry] = []
+        problems: list[str] = []
+        names = iter(d)
+        while True:
+            try:
+                f = next(names)
+            except StopIteration:
+                break
+            except (OSError, RuntimeError) as exc:
+                why = tsk_failure(self._img, exc)
+                problems.append(f"listing broke off after {len(entries)} entries: {why}")
+                break
+            try:
+                name = _decode(f.info.name.name)
+            except (OSError, RuntimeError, AttributeError) as exc:
+                problems.append(f"an entry without a readable name: {exc}")
+                continue
             # "$OrphanFiles" is a virtual folder TSK builds by scanning every inode: it is
             # not on disk, and listing it costs a full scan.
             if name in (".", "..", "$OrphanFiles") or name.endswith("(Volume Label Entry)"):
                 continue
-            yield self._entry(f, directory.child_path(name), name, directory)
+            path = directory.child_path(name)
+            try:
+                entries.append(self._entry(f, path, name, directory))
+            except (OSError, RuntimeError) as exc:
+                entries.append(_damaged(f, path, name, directory, tsk_failure(self._img, exc)))
+        return Listing(tuple(entries), tuple(problems))
 
     def _entry(self, f: Any, path: str, name: str, parent: FileEntry | None) -> FileEntry:
         meta = f.info.meta
@@ -217,8 +255,9 @@ class TskFilesystem(Filesystem):
         allocated = 0
         try:
             attrs = list(f)
-        except OSError:
-            return None, (), None, 0
+        except (OSError, RuntimeError):
+            self._img.read_error = None
+            return None, (), None, 0  # no attributes: opening its content says why
         for attr in attrs:
             a_type = int(attr.info.type)
             a_name = _decode(attr.info.name) if attr.info.name else ""
@@ -237,15 +276,25 @@ class TskFilesystem(Filesystem):
 
     # -- content ---------------------------------------------------------------
     def _open_file(self, entry: FileEntry) -> Any:
+        if entry.damage:
+            raise FilesystemError(f"{entry.path}: {entry.damage}")
         if entry.entry is None:
             raise FilesystemError(f"{entry.path}: no metadata address")
         try:
             return self._fs.open_meta(inode=entry.entry)
-        except OSError as exc:
-            raise FilesystemError(f"{entry.path}: cannot open: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise FilesystemError(
+                f"{entry.path}: cannot open: {tsk_failure(self._img, exc)}"
+            ) from exc
 
     def _find_attr(self, f: Any, entry: FileEntry, stream: str) -> Any:
-        for attr in f:
+        try:
+            attrs = list(f)
+        except (OSError, RuntimeError) as exc:
+            raise FilesystemError(
+                f"{entry.path}: cannot read its attributes: {tsk_failure(self._img, exc)}"
+            ) from exc
+        for attr in attrs:
             a_type = int(attr.info.type)
             a_name = _decode(attr.info.name) if attr.info.name else ""
             if (
@@ -271,7 +320,7 @@ class TskFilesystem(Filesystem):
             if "virtual" in entry.attributes:
                 raise PathNotFoundError(f"{label}: a virtual file The Sleuth Kit cannot read")
             raise PathNotFoundError(f"{label}: no such stream")
-        return _TskStream(f, attr, label)
+        return _TskStream(f, attr, label, self._img)
 
     def extents(self, entry: FileEntry, stream: str = "") -> tuple[Extent, ...]:
         """Runs of the data attribute as byte extents of the volume."""
@@ -281,7 +330,13 @@ class TskFilesystem(Filesystem):
             return ()
         block = int(self._fs.info.block_size)
         out: list[Extent] = []
-        for run in attr:
+        try:
+            runs = list(attr)
+        except (OSError, RuntimeError) as exc:
+            raise FilesystemError(
+                f"{entry.path}: cannot read its runs: {tsk_failure(self._img, exc)}"
+            ) from exc
+        for run in runs:
             sparse = bool(int(run.flags) & (_RUN_SPARSE | _RUN_FILLER))
             out.append(
                 Extent(
@@ -299,6 +354,22 @@ class TskFilesystem(Filesystem):
         self._img = None
 
 
+def _damaged(f: Any, path: str, name: str, parent: FileEntry, reason: str) -> FileEntry:
+    """What a directory entry says of a file whose metadata cannot be read."""
+    info = f.info.name
+    return FileEntry(
+        path=path,
+        name=name,
+        is_directory=int(info.type) == _NAME_DIR,
+        size=0,
+        entry=int(info.meta_addr),
+        parent_entry=parent.entry,
+        parent_sequence=parent.sequence,
+        allocated=bool(int(info.flags) & _NAME_FLAG_ALLOC),
+        damage=f"metadata entry {int(info.meta_addr)} cannot be read: {reason}",
+    )
+
+
 def _allocated(attr: Any, block: int) -> int:
     if not int(attr.info.flags) & _ATTR_NONRES:
         return 0
@@ -307,14 +378,15 @@ def _allocated(attr: Any, block: int) -> int:
         for run in attr:
             if not int(run.flags) & (_RUN_SPARSE | _RUN_FILLER):
                 total += int(run.len) * block
-    except OSError:
-        return 0
+    except (OSError, RuntimeError):
+        return 0  # unknown; the runs are read again (and fail with a reason) for extents
     return total
 
 
 class _TskStream(ByteStream):
-    def __init__(self, f: Any, attr: Any, label: str) -> None:
+    def __init__(self, f: Any, attr: Any, label: str, image: Any) -> None:
         super().__init__(int(attr.info.size))
+        self._image = image
         self._file = f
         self._type = int(attr.info.type)
         self._id = int(attr.info.id)
@@ -323,8 +395,9 @@ class _TskStream(ByteStream):
     def _read_at(self, offset: int, size: int) -> bytes:
         try:
             data = self._file.read_random(offset, size, self._type, self._id)
-        except OSError as exc:
-            raise FilesystemError(f"{self.label}: read error at {offset}: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            why = tsk_failure(self._image, exc)
+            raise FilesystemError(f"{self.label}: read error at {offset}: {why}") from exc
         return bytes(data)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from selective_imager.errors import VolumeSystemError
 from selective_imager.models import LayerRef, VolumeInfo
-from selective_imager.streams import RangeStream, make_tsk_image
+from selective_imager.streams import RangeStream, make_tsk_image, tsk_failure
 from selective_imager.volumes.base import Child, LayerResult, VolumeLayer
 
 if TYPE_CHECKING:
@@ -88,8 +88,9 @@ def open_volume_system(stream: ByteStream, sector_size: int = 512) -> VolumeSyst
     img = make_tsk_image(stream)
     try:
         vs = pytsk3.Volume_Info(img)
-    except OSError:
-        # No (supported) partition table: the caller treats the source as one volume.
+    except (OSError, RuntimeError):
+        # No (supported) partition table, or none readable (RuntimeError: a read error
+        # inside TSK's image callback): the caller treats the source as one volume.
         return None
     scheme = _SCHEMES.get(int(vs.info.vstype), f"tsk-{int(vs.info.vstype)}")
     block = int(vs.info.block_size) or sector_size
@@ -100,8 +101,9 @@ def open_volume_system(stream: ByteStream, sector_size: int = 512) -> VolumeSyst
     volumes: list[VolumeInfo] = []
     try:
         parts = list(vs)
-    except OSError as exc:
-        raise VolumeSystemError(f"cannot list the {scheme} partition table: {exc}") from exc
+    except (OSError, RuntimeError) as exc:
+        why = tsk_failure(img, exc)
+        raise VolumeSystemError(f"cannot list the {scheme} partition table: {why}") from exc
     for part in parts:
         if not int(part.flags) & _TSK_VS_PART_FLAG_ALLOC:
             continue
@@ -151,20 +153,24 @@ def check_layout(volumes: list[VolumeInfo], source_size: int) -> list[tuple[tupl
     """Overlaps and partitions running past the end of the source, one line each."""
     problems: list[tuple[tuple[int, ...], str]] = []
     for vol in volumes:
+        end = vol.offset + vol.size
         if vol.offset >= source_size:
             problems.append(
                 (
                     (vol.index,),
-                    f"partition {vol.index} starts at byte {vol.offset}, beyond the end of "
-                    f"the source ({source_size} bytes)",
+                    f"image truncated: volume {vol.index} starts "
+                    f"{_size_text(vol.offset - source_size)} after the end of the image "
+                    f"(byte {vol.offset}; the image has {source_size} bytes): nothing of it "
+                    "can be read",
                 )
             )
-        elif vol.offset + vol.size > source_size:
+        elif end > source_size:
             problems.append(
                 (
                     (vol.index,),
-                    f"partition {vol.index} ends at byte {vol.offset + vol.size}, beyond the "
-                    f"end of the source ({source_size} bytes): truncated image?",
+                    f"image truncated: volume {vol.index} ends {_size_text(end - source_size)} "
+                    f"after the end of the image (byte {end}; the image has {source_size} "
+                    "bytes): what lies before the end is still read",
                 )
             )
     ordered = sorted(volumes, key=lambda v: v.offset)
@@ -172,6 +178,16 @@ def check_layout(volumes: list[VolumeInfo], source_size: int) -> list[tuple[tupl
         if a.offset + a.size > b.offset:
             problems.append(((a.index, b.index), f"partitions {a.index} and {b.index} overlap"))
     return problems
+
+
+def _size_text(size: int) -> str:
+    """``1.2 GiB``-style size for a message."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
 
 
 def slice_volume(stream: ByteStream, vol: VolumeInfo) -> RangeStream:
