@@ -270,7 +270,8 @@ class NtfsFilesystem(Filesystem):
             if not fe.has_i30_entry():
                 return self._entry(fe, path, name)
             indexed = int(fe.get_i30_file_reference()) & _MFT_REF_MASK
-            if int(fe.get_file_reference()) & _MFT_REF_MASK == indexed and indexed != 0:
+            ref = int(fe.get_file_reference())
+            if ref != 0 and ref & _MFT_REF_MASK == indexed:
                 return self._entry(fe, path, name)
             reason = "the MFT record cannot be read"
         except OSError as exc:
