@@ -273,7 +273,9 @@ def discover(
             disk.table = result.table
         children = [_child_node(node, layer, result, child) for child in result.children]
         if result.keep_parent:
-            disk.volumes.append(_open_leaf(node))
+            # The layer's facts (a store list) describe the parent it keeps.
+            kept = replace(node, details={**node.details, **result.details})
+            disk.volumes.append(_open_leaf(kept))
         elif result.error or (not children and result.encryption is not None):
             encrypted = replace(
                 node,
@@ -300,7 +302,7 @@ def _child_node(
     if layer.kind != "partition-table":
         base = parent.locator
     details = dict(parent.details)
-    if result.details:
+    if result.details and not result.keep_parent:
         details.update(result.details)
     return _Node(
         stream=child.stream,

@@ -6,6 +6,7 @@ commands; the modules import their heavy libraries only inside the commands.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -28,7 +29,7 @@ def main() -> None:
         c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
     )
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=bare_vss_as_all(sys.argv[1:]), standalone_mode=False)
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
@@ -47,4 +48,24 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+
+
+_VSS_SPEC = re.compile(r"(?i)^(all|latest|\d+(,\d+)*)$")
+
+
+def bare_vss_as_all(args: list[str]) -> list[str]:
+    """``collect --vss`` with no value means every store (``--vss all``).
+
+    The vendored click has no options with an optional value, so a bare ``--vss``
+    (last, or followed by another option or the source path) gets ``all`` here.
+    """
+    if "collect" not in args:
+        return args
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--vss" and (nxt is None or not _VSS_SPEC.match(nxt)):
+            out.append("all")
+    return out
 

@@ -31,6 +31,7 @@ from selective_imager.cli.common import (
     _human,
     _open,
     _Unrecognised,
+    _vss_options,
     app,
     err,
     out,
@@ -156,6 +157,20 @@ def collect(
     examiner: Annotated[str, typer.Option("--examiner", help="Examiner name.")] = "",
     notes: Annotated[str, typer.Option("--notes", help="Free-text notes.")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    vss: Annotated[
+        str | None,
+        typer.Option(
+            "--vss",
+            is_flag=False,
+            flag_value="all",
+            metavar="[all|latest|1,3]",
+            help="Also collect from shadow copies: all (bare --vss), latest, or store indexes.",
+        ),
+    ] = None,
+    vss_since: Annotated[
+        str | None,
+        typer.Option("--vss-since", help="Only shadow copies created at or after this date (UTC)."),
+    ] = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
@@ -180,9 +195,10 @@ def collect(
             raise _Unrecognised("--output is required (or use --dry-run)")
         if output is not None and output.exists() and not force and not dry_run:
             raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
+        discovery = _vss_options(vss, vss_since)
         ruleset = resolve(rule or ["triage"])
         creds = credentials.build()
-        with _open(source, creds) as disk:
+        with _open(source, creds, discovery) as disk:
             if dry_run:
                 code = _dry_run(disk, ruleset, volume, strategy, json_output)
             else:
@@ -261,6 +277,7 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
 def _dry_run(
     disk: Disk, ruleset: Any, volumes: list[int] | None, strategy: str, json_output: bool
 ) -> int:
+    from selective_imager.collect.manifest import vss_record
     from selective_imager.selection.matcher import match_all
 
     code = EXIT_OK
@@ -283,6 +300,8 @@ def _dry_run(
             rows.append(
                 {
                     "volume": vol.report.volume.index,
+                    "volume_label": vol.report.label,
+                    "vss": vss_record(vol.report.snapshot),
                     "path": m.entry.path,
                     "stream": m.stream,
                     "size": m.size,
@@ -305,7 +324,9 @@ def _dry_run(
         table.add_column(col)
     for row in rows:
         name = row["path"] + (f":{row['stream']}" if row["stream"] else "")
-        table.add_row(str(row["volume"]), _escape(name), str(row["size"]), ", ".join(row["rules"]))
+        table.add_row(
+            row["volume_label"], _escape(name), str(row["size"]), ", ".join(row["rules"])
+        )
     out.print(table)
     out.print(f"{len(rows)} items, {_human(sum(r['size'] for r in rows))}")
     return code

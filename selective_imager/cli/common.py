@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         PromptingCredentials,
     )
     from selective_imager.discovery import Disk, OpenVolume
+    from selective_imager.volumes.base import DiscoveryOptions
 
 
 
@@ -90,10 +91,12 @@ def _root(
 
 
 # -- info -------------------------------------------------------------------
-def _open(source: str, creds: PromptingCredentials) -> Disk:
+def _open(
+    source: str, creds: PromptingCredentials, options: DiscoveryOptions | None = None
+) -> Disk:
     from selective_imager.discovery import open_disk
 
-    disk = open_disk(source, creds)
+    disk = open_disk(source, creds, options=options)
     if not disk.recognised():
         disk.close()
         raise _Unrecognised(
@@ -128,7 +131,8 @@ def _pick_volume(disk: Disk, index: int | None) -> OpenVolume:
         if vol.filesystem is None:
             raise _Unrecognised(f"volume {index}: {vol.report.error or 'no file system'}")
         return vol
-    usable = [v for v in disk.volumes if v.filesystem is not None]
+    # Shadow-copy stores are picked with --vss, not by default.
+    usable = [v for v in disk.volumes if v.filesystem is not None and v.report.snapshot is None]
     if len(usable) == 1:
         return usable[0]
     if not usable:
@@ -140,4 +144,70 @@ def _pick_volume(disk: Disk, index: int | None) -> OpenVolume:
     )
     raise _Unrecognised(
         f"several volumes have file systems: choose one with --volume N ({choices})"
+    )
+
+
+# -- shadow copies ------------------------------------------------------------
+def _vss_options(spec: str | None, since: str | None = None) -> DiscoveryOptions:
+    """``--vss`` (``all``, ``latest``, ``1,3``) and ``--vss-since DATE`` as discovery options."""
+    from selective_imager.volumes.base import DiscoveryOptions
+
+    if spec is None and since is None:
+        return DiscoveryOptions()
+    select: tuple[int, ...] = ()
+    latest = False
+    text = (spec or "all").strip().lower()
+    if text == "latest":
+        latest = True
+    elif text != "all":
+        try:
+            select = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+        except ValueError:
+            raise _Unrecognised(
+                f"--vss {spec!r}: use all, latest, or store indexes such as 1,3"
+            ) from None
+        if not select or min(select) < 1:
+            raise _Unrecognised(f"--vss {spec!r}: store indexes start at 1")
+    since_ns = _parse_since(since) if since is not None else None
+    return DiscoveryOptions(vss=True, vss_select=select, vss_latest=latest, vss_since_ns=since_ns)
+
+
+def _parse_since(text: str) -> int:
+    """An ISO date or date-time (UTC when no zone is given) as ns since 1970."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _Unrecognised(
+            f"--vss-since {text!r}: use an ISO date such as 2013-12-03 or 2013-12-03T06:36:00Z"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _pick_store(disk: Disk, live: OpenVolume, index: int) -> OpenVolume:
+    """Store ``index`` of the live volume ``live`` (opened with ``--vss``)."""
+    for vol in disk.volumes:
+        snap = vol.report.snapshot
+        if (
+            snap is not None
+            and snap.get("type") == "vss"
+            and snap["index"] == index
+            and vol.report.locator[: len(live.report.locator) - 1] == live.report.locator[:-1]
+        ):
+            if vol.filesystem is None:
+                raise _Unrecognised(f"{vol.report.label}: {vol.report.error or 'no file system'}")
+            return vol
+    listing = live.report.details.get("shadow_copies")
+    if not listing:
+        raise _Unrecognised(f"volume {live.report.volume.index}: has no shadow copies")
+    for store in listing:
+        if store["index"] == index and store.get("error"):
+            raise _Unrecognised(f"volume {live.report.volume.index}: {store['error']}")
+    have = ", ".join(str(s["index"]) for s in listing)
+    raise _Unrecognised(
+        f"volume {live.report.volume.index}: no shadow copy {index} (stores: {have})"
     )

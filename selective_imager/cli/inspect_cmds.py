@@ -26,8 +26,10 @@ from selective_imager.cli.common import (
     _escape,
     _human,
     _open,
+    _pick_store,
     _pick_volume,
     _Unrecognised,
+    _vss_options,
     app,
     err,
     out,
@@ -131,6 +133,32 @@ def _print_info(data: dict[str, Any]) -> None:
             out.print(f"[red]volume {vol['index']}: {_escape(vol['error'])}[/]")
         if vol["note"]:
             out.print(f"[yellow]volume {vol['index']}: {_escape(vol['note'])}[/]")
+        _print_shadow_copies(vol)
+
+
+def _print_shadow_copies(vol: dict[str, Any]) -> None:
+    stores = vol.get("shadow_copies")
+    if stores is None or vol.get("snapshot") is not None:
+        return
+    if vol.get("shadow_copies_error"):
+        out.print(f"[red]volume {vol['index']}: {_escape(vol['shadow_copies_error'])}[/]")
+    out.print(f"volume {vol['index']}: {len(stores)} shadow copies (1 = oldest)")
+    table = Table(show_lines=False)
+    for col in ("store", "identifier", "copy identifier", "created (UTC)", "in-volume data"):
+        table.add_column(col)
+    for store in stores:
+        in_volume = store["in_volume_data"]
+        table.add_row(
+            str(store["index"]),
+            store["identifier"] or "-",
+            store["copy_identifier"] or "-",
+            store["creation_time"] or "-",
+            "-" if in_volume is None else ("yes" if in_volume else "no"),
+        )
+    out.print(table)
+    for store in stores:
+        if store["error"]:
+            out.print(f"[red]  {_escape(store['error'])}[/]")
 
 
 
@@ -172,22 +200,28 @@ def ls(
         bool, typer.Option("--recursive", "-r", help="List the whole tree.")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    vss: Annotated[
+        int | None,
+        typer.Option("--vss", help="List the tree as it was in this shadow copy (1 = oldest)."),
+    ] = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """List a directory (or the tree) of a volume with entry numbers, sizes, times and ADS."""
     code = EXIT_OK
     with _errors():
         creds = credentials.build()
-        with _open(source, creds) as disk:
+        options = _vss_options(str(vss)) if vss is not None else None
+        with _open(source, creds, options) as disk:
             vol = _pick_volume(disk, volume)
+            if vss is not None:
+                vol = _pick_store(disk, vol, vss)
             fs = vol.filesystem
             assert fs is not None
             try:
                 start = fs.lookup(path.strip("/"))
             except PathNotFoundError:
-                raise _Unrecognised(
-                    f"{path}: not found on volume {vol.report.volume.index}"
-                ) from None
+                where = vol.report.label if vol.report.snapshot else vol.report.volume.index
+                raise _Unrecognised(f"{path}: not found on volume {where}") from None
             entries: Iterator[FileEntry]
             unreadable: list[str] = []
 

@@ -105,14 +105,20 @@ def item_record(
     sparse: dict[str, Any] | None = None,
     unreadable: list[tuple[int, int]] | None = None,
     bytes_read: int | None = None,
+    unchanged_from: str | None = None,
 ) -> dict[str, Any]:
-    """One ``manifest.jsonl`` object for a collected (or failed) item."""
+    """One ``manifest.jsonl`` object for a collected (or failed) item.
+
+    ``unchanged_from`` names the live volume when a shadow-copy item was recorded as
+    the live file without being read (its blocks and MFT record are not in the store).
+    """
     entry = match.entry
     record: dict[str, Any] = {
         "path": entry.path,
         "stream": match.stream,
         "volume": volume.volume.index,
         "volume_label": volume.label,
+        "vss": vss_record(volume.snapshot),
         "container_path": container_path,
         "size": match.size,
         "allocated_size": entry.allocated_size if not match.stream else None,
@@ -152,4 +158,17 @@ def item_record(
         record["unreadable"] = [[o, n] for o, n in unreadable]
     if bytes_read is not None:
         record["bytes_read"] = bytes_read
+    if unchanged_from is not None:
+        record["unchanged_from"] = unchanged_from
     return record
+
+
+def vss_record(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where an item came from: None for the live volume, else its shadow-copy store."""
+    if snapshot is None or snapshot.get("type") != "vss":
+        return None
+    return {
+        "index": snapshot["index"],
+        "identifier": snapshot["identifier"],
+        "creation_time": snapshot["creation_time"],
+    }

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 VOLUME_LAYERS: list[str] = [
     "selective_imager.volumes.bitlocker.layer:BitLockerLayer",
     "selective_imager.volumes.luks.layer:LuksLayer",
+    "selective_imager.volumes.vss:ShadowCopyLayer",
     "selective_imager.volumes.partitions:PartitionTableLayer",
 ]
 
