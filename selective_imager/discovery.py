@@ -135,6 +135,7 @@ class Disk:
     table: VolumeSystem | None
     volumes: list[OpenVolume] = field(default_factory=list)
     handles: list[Any] = field(default_factory=list)
+    options: DiscoveryOptions = field(default_factory=DiscoveryOptions)
 
     def volume(self, key: int | str) -> OpenVolume:
         """The volume numbered ``key`` (as ``info`` lists them), or labelled ``key``.
@@ -246,7 +247,7 @@ def discover(
 ) -> Disk:
     """Find the volumes and file systems of an open source (the worklist)."""
     options = options or DiscoveryOptions()
-    disk = Disk(source, None)
+    disk = Disk(source, None, options=options)
     whole = VolumeInfo(index=0, offset=0, size=source.info.size, scheme="none")
     work: list[_Node] = [_Node(source.stream, whole, (LayerRef("volume", 0, 0),))]
     while work:

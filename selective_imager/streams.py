@@ -30,6 +30,8 @@ class ByteStream(io.RawIOBase):
         super().__init__()
         self._size = size
         self._pos = 0
+        # Bytes returned by read_at, for "bytes read from the source" figures.
+        self.bytes_read = 0
 
     @property
     def size(self) -> int:
@@ -51,7 +53,9 @@ class ByteStream(io.RawIOBase):
         if offset >= self._size or size <= 0:
             return b""
         size = min(size, self._size - offset)
-        return self._read_at(offset, size)
+        data = self._read_at(offset, size)
+        self.bytes_read += len(data)
+        return data
 
     # io.RawIOBase protocol -------------------------------------------------
     def readable(self) -> bool:

@@ -171,6 +171,14 @@ def collect(
         str | None,
         typer.Option("--vss-since", help="Only shadow copies created at or after this date (UTC)."),
     ] = None,
+    vss_read_all: Annotated[
+        bool,
+        typer.Option(
+            "--vss-read-all",
+            help="Read every shadow-copy item, even one no store changed (default: record "
+            "it as the live file without reading it).",
+        ),
+    ] = False,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
@@ -216,6 +224,7 @@ def collect(
                     notes=notes,
                     command_line=_redacted_argv(creds),
                     strategy=strategy,
+                    vss_reuse=not vss_read_all,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:
@@ -248,6 +257,9 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
             "unreadable": [list(r) for r in disk.unreadable],
         },
         "volume_errors": report.volume_errors,
+        "source_bytes_read": report.source_bytes_read,
+        "vss_unchanged_not_read": report.vss_unchanged,
+        "vss_bytes_not_read": report.vss_bytes_not_read,
     }
     if json_output:
         print(json.dumps(summary, indent=2))
@@ -260,6 +272,14 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
     for outcome, count in report.counts.items():
         table.add_row(outcome, str(count))
     table.add_row("bytes collected", f"{report.bytes_collected} ({_human(report.bytes_collected)})")
+    table.add_row(
+        "read from source", f"{report.source_bytes_read} ({_human(report.source_bytes_read)})"
+    )
+    if report.vss_unchanged:
+        table.add_row(
+            "shadow-copy items unchanged (not read)",
+            f"{report.vss_unchanged} ({_human(report.vss_bytes_not_read)})",
+        )
     if disk is not None:
         if disk.digests:
             for alg, value in disk.digests.as_dict().items():

@@ -28,6 +28,7 @@ from selective_imager.collect.finishing import store_journals, store_rule_files
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.collect.manifest import Journal, data_runs, item_record, utc_now
 from selective_imager.collect.outcome import LOST_OUTCOMES, Outcome
+from selective_imager.collect.unchanged import LiveIndex, bytes_on_disk
 from selective_imager.container.names import encode_member_path
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
@@ -77,6 +78,9 @@ class CollectOptions:
         case, evidence, examiner, notes: case metadata for ``acquisition.json``.
         command_line: the command line, already redacted by the caller.
         strategy: matcher strategy (``auto``, ``walk``, ``scan``).
+        vss_reuse: record a shadow-copy item whose blocks and MFT record no store
+            changed as a duplicate of the live item, without reading it (False reads
+            every store item).
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -91,6 +95,7 @@ class CollectOptions:
     notes: str = ""
     command_line: tuple[str, ...] = ()
     strategy: str = "auto"
+    vss_reuse: bool = True
 
 
 @dataclass(slots=True)
@@ -107,6 +112,10 @@ class CollectionReport:
         volume_errors: volumes that could not be searched, with the reason.
         unreadable: directories and $MFT records that could not be read (each in the
             log), so that what a rule would have selected there may be missing.
+        source_bytes_read: bytes read from the source while collecting (before the
+            disk hash).
+        vss_unchanged: shadow-copy items recorded as the live file without reading.
+        vss_bytes_not_read: the bytes their content would have taken to read.
     """
 
     output: Path
@@ -117,6 +126,9 @@ class CollectionReport:
     disk_hash: DiskHashResult | None = None
     volume_errors: list[str] = field(default_factory=list)
     unreadable: int = 0
+    source_bytes_read: int = 0
+    vss_unchanged: int = 0
+    vss_bytes_not_read: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -220,6 +232,7 @@ class _Run:
         self.rules_meta: list[dict[str, Any]] = []
         self.writer = ZipWriter(output, overwrite=options.overwrite, hash_output=True)
         self.write_behind = _WriteBehind()
+        self.live = LiveIndex()
         try:
             self.manifest = Journal(output.with_name(output.name + ".manifest.jsonl.part"))
             self.log = Journal(output.with_name(output.name + ".log.jsonl.part"))
@@ -257,9 +270,11 @@ class _Run:
         self.event(
             "info",
             "volume",
-            f"searching volume {report.volume.index} ({fs.info.type})",
+            f"searching volume {report.label} ({fs.info.type})",
             volume=report.volume.index,
         )
+        if report.snapshot is None:
+            self._note_stores(report)
         enc = report.encryption
         if enc is not None and enc.decryptor:
             note = f": {enc.decryptor_note}" if enc.decryptor_note else ""
@@ -316,6 +331,22 @@ class _Run:
                 self.collect_item(vol, fs, m)
         finally:
             self.progress.done()
+            if report.snapshot is not None:
+                # One store's file system at a time: hundreds of stores stay bounded.
+                self.live.forget(vol)
+                vol.close()
+
+    def _note_stores(self, report: VolumeReport) -> None:
+        """Record the shadow copies asked for that could not be opened (the rest goes on)."""
+        problem = report.details.get("shadow_copies_error")
+        if problem and self.disk.options.vss:
+            self.report.volume_errors.append(f"volume {report.label}: {problem}")
+            self.event("error", "vss-unreadable", problem, volume=report.volume.index)
+        for store in report.details.get("shadow_copies", ()):
+            if store["selected"] and store["error"]:
+                where = f"{report.label}/vss{store['index']}"
+                self.report.volume_errors.append(f"volume {where}: {store['error']}")
+                self.event("error", "vss-store-skipped", f"{where}: {store['error']}")
 
     def collect_item(self, vol: OpenVolume, fs: Filesystem, m: Match) -> None:
         report = vol.report
@@ -330,14 +361,26 @@ class _Run:
             extents = ()
             self.event("warning", "extents-unreadable", f"{label}: {exc}")
         runs = data_runs(extents, volume_offset)
+        if report.snapshot is not None and self.options.vss_reuse:
+            live = self.live.find(vol, m, extents)
+            if live is not None:
+                # Same record, same runs, no block changed by a store: the live bytes.
+                self._record(
+                    m, report, live.member, Outcome.DUPLICATE, None, live.hashes, runs,
+                    unchanged_from=live.label,
+                )
+                self.report.vss_bytes_not_read += bytes_on_disk(extents, m.size)
+                return
         try:
-            self._store(fs, m, report, label, name, extents, runs)
+            stored = self._store(fs, m, report, label, name, extents, runs)
         except ContainerError as exc:
             # The output cannot take more (a full disk): the item is recorded as failed
             # if the journal still can be written, and the run ends (see collect()).
             with contextlib.suppress(ContainerError):
                 self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
             raise
+        if stored is not None:
+            self.live.remember(vol, m, extents, *stored)
 
     def _store(
         self,
@@ -348,8 +391,11 @@ class _Run:
         name: str,
         extents: tuple[Extent, ...],
         runs: list[dict[str, Any]],
-    ) -> None:
-        """Copy one matched stream into the container (hashing it as it streams)."""
+    ) -> tuple[str, dict[str, str]] | None:
+        """Copy one matched stream into the container (hashing it as it streams).
+
+        Returns the member holding the content and its hashes, when it was read whole.
+        """
         entry = m.entry
         try:
             stream = fs.open_stream(entry, m.stream)
@@ -357,11 +403,11 @@ class _Run:
             # Nothing to read (no default data stream, or a TSK virtual file): skipped.
             self._record(m, report, "", Outcome.SKIPPED, str(exc), None, runs)
             self.event("warning", "item-skipped", f"{label}: {exc}", path=entry.path)
-            return
+            return None
         except SelectiveImagerError as exc:
             self._record(m, report, "", Outcome.FAILED, str(exc), None, runs)
             self.event("error", "item-failed", f"{label}: {exc}", path=entry.path)
-            return
+            return None
         mtime = None
         if entry.si and entry.si.modified:
             mtime = entry.si.modified.ns // 1_000_000_000
@@ -414,7 +460,7 @@ class _Run:
                 runs,
                 sparse=sparse,
             )
-            return
+            return self.stored[sha], hashes
         info = member.close(sha256=None if ranges is not None else sha)
         if outcome == Outcome.COLLECTED:
             self.stored[sha] = info.name
@@ -432,6 +478,7 @@ class _Run:
             sparse=sparse,
             unreadable=unreadable,
         )
+        return (info.name, hashes) if outcome == Outcome.COLLECTED else None
 
     def _record(
         self,
@@ -445,6 +492,7 @@ class _Run:
         *,
         sparse: dict[str, Any] | None = None,
         unreadable: list[tuple[int, int]] | None = None,
+        unchanged_from: str | None = None,
     ) -> None:
         self.report.counts[outcome.value] += 1
         self.manifest.append(
@@ -458,8 +506,12 @@ class _Run:
                 runs=runs,
                 sparse=sparse,
                 unreadable=unreadable,
+                unchanged_from=unchanged_from,
             )
         )
+        if unchanged_from is not None:
+            self.report.vss_unchanged += 1
+            self.progress.advance(m.size)
         self.progress.advance(items=1)
 
     # -- finish ----------------------------------------------------------------
@@ -606,6 +658,7 @@ def collect(
         run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
         if options.disk_hash and options.disk_hash_mode == "concurrent":
             concurrent = _start_concurrent_hash(disk, options, run)
+        read_before = disk.source.stream.bytes_read
         for vol in disk.selected(volumes):
             try:
                 run.collect_volume(vol)
@@ -615,6 +668,7 @@ def collect(
                 # One unreadable volume is recorded and skipped, never the end of the run.
                 run.report.volume_errors.append(f"volume {vol.report.volume.index}: {exc}")
                 run.event("error", "volume-failed", str(exc), volume=vol.report.volume.index)
+        run.report.source_bytes_read = disk.source.stream.bytes_read - read_before
         if options.disk_hash and concurrent is None:
             progress.phase("disk-hash", disk.source.info.size, None)
             cancel = threading.Event()

@@ -179,8 +179,23 @@ def _hashed_name(volume_label: str, path: str, stream: str) -> str:
     return f"{FILES_PREFIX}/{_encode_volume(volume_label)}/{_HASHED}/{digest}"
 
 
+# A volume label is ``p3`` or, for a volume inside another (a shadow-copy store), ``p3/vss2``:
+# its later segments look like this, and a path whose first segment does is escaped.
+_NESTED_VOLUME_RE = re.compile(r"(?i)(vss|apfs|lvm|snapshot)[0-9]+")
+
+
 def _encode_volume(volume_label: str) -> str:
+    parts = volume_label.split("/")
+    if len(parts) > 1 and all(_NESTED_VOLUME_RE.fullmatch(part) for part in parts[1:]):
+        return "/".join([*_split_long(_encode_segment(parts[0])), *parts[1:]])
     return "/".join(_split_long(_encode_segment(volume_label)))
+
+
+def _encode_first(segment: str) -> str:
+    """The first path segment, escaped when it would read as part of the volume label."""
+    if _NESTED_VOLUME_RE.fullmatch(segment):
+        return _escape_bytes(segment[0]) + segment[1:]
+    return segment
 
 
 def encode_member_path(
@@ -199,6 +214,7 @@ def encode_member_path(
         ``files/<volume>/<encoded path>[%3A<encoded stream>]``.
     """
     segments = [_encode_segment(seg) for seg in path.split("/")]
+    segments[0] = _encode_first(segments[0])
     if stream:
         encoded_stream = _encode_tail(stream)
         segments[-1] = (segments[-1] if path else _EMPTY) + _STREAM_SEP + encoded_stream
@@ -260,6 +276,9 @@ def decode_member_path(name: str) -> tuple[str, str, str]:
     if len(parts) < 2:
         raise ValueError(f"{name!r} has no path after the volume")
     volume = _decode_segment(parts[0])
+    while len(parts) > 2 and _NESTED_VOLUME_RE.fullmatch(parts[1]):
+        volume += "/" + parts[1]
+        parts = [parts[0], *parts[2:]]
     if len(parts) == 3 and parts[1] == _HASHED and re.fullmatch(r"[0-9a-f]{64}", parts[2]):
         raise IrreversibleNameError(name, volume, parts[2])
     last = parts[-1]

@@ -64,7 +64,7 @@ class StoreFacts:
             "in_volume_data": self.in_volume_data,
             "size": self.size,
             "blocks": self.blocks,
-            "selected": selected and not self.error,
+            "selected": selected,
             "error": self.error or None,
         }
 
@@ -80,27 +80,142 @@ class StoreFacts:
         }
 
 
-class StoreStream(LibyalStream):
-    """One store read through libvshadow, with its block list at hand.
+class StoreSet:
+    """The stores of one volume: which volume blocks read differently in each store.
 
-    Attributes:
-        store: the pyvshadow store (for its block descriptors).
-        index: the store's 1-based index.
-        count: how many stores the volume has (newer stores also hold this one's blocks).
+    A store is read by applying the newer stores' blocks and then its own over the
+    live volume ("Reading snapshot data"), so store ``i`` differs from the live volume
+    only in blocks some store ``j >= i`` holds a descriptor for, plus, in the newest
+    store only, blocks its current bitmap flags as not in use (libvshadow zero-fills
+    them). Everything else is read from the live volume at the same offset.
     """
 
-    def __init__(self, store: Any, size: int, index: int, count: int) -> None:
+    def __init__(self, volume: Any, live: ByteStream, identifiers: dict[int, str]) -> None:
+        self._volume = volume
+        self._live = live
+        self._identifiers = identifiers
+        self.count = int(volume.number_of_stores)
+        # block number -> the newest store holding it; built on first use.
+        self._holder: dict[int, int] | None = None
+        # stores at or below this index have an unreadable newer block list.
+        self._unknown_upto = 0
+        self._unused: set[int] | None = None
+        self.problem = ""
+
+    def _build(self) -> dict[int, int]:
+        holder: dict[int, int] = {}
+        for i in range(self.count):
+            try:
+                store = self._volume.get_store(i)
+                for k in range(int(store.number_of_blocks)):
+                    block = int(store.get_block(k).original_offset) // BLOCK_SIZE
+                    holder[block] = i + 1
+            except OSError as exc:
+                self._unknown_upto = i + 1
+                self.problem = f"store {i + 1} block list unreadable: {short_error(exc)}"
+        return holder
+
+    def _newest_unused(self) -> set[int]:
+        """Blocks the newest store's current bitmap flags as not in use (read as zeros)."""
+        try:
+            return _unused_blocks(self._live, self._identifiers.get(self.count, ""))
+        except (OSError, ValueError) as exc:
+            self.problem = f"store {self.count} bitmap unreadable: {exc}"
+            self._unknown_upto = max(self._unknown_upto, self.count)
+            return set()
+
+    def live_at(self, offset: int, size: int) -> bytes:
+        """Bytes of the live volume."""
+        return self._live.read_at(offset, size)
+
+    def unchanged(self, index: int, ranges: list[tuple[int, int]]) -> bool:
+        """Whether store ``index`` reads every ``(offset, length)`` range as the live volume."""
+        if self._holder is None:
+            self._holder = self._build()
+            self._unused = self._newest_unused()
+        if index <= self._unknown_upto:
+            return False
+        holder = self._holder
+        unused = self._unused if index == self.count else None
+        for offset, length in ranges:
+            if length <= 0:
+                continue
+            for block in range(offset // BLOCK_SIZE, (offset + length - 1) // BLOCK_SIZE + 1):
+                if holder.get(block, 0) >= index or (unused and block in unused):
+                    return False
+        return True
+
+
+def _unused_blocks(live: ByteStream, identifier: str) -> set[int]:
+    """The blocks flagged "not in use" in a store's current bitmap (catalog entry type 3).
+
+    Raises:
+        ValueError: the catalog or the bitmap is not where the VSS header says.
+    """
+    if not identifier:
+        raise ValueError("no store identifier")
+    wanted = uuid.UUID(identifier).bytes_le
+    header = live.read_at(VSS_HEADER_OFFSET, 64)
+    catalog = int.from_bytes(header[48:56], "little")
+    bitmap_offset = 0
+    seen = 0
+    while catalog and seen < 1024 and not bitmap_offset:
+        block = live.read_at(catalog, BLOCK_SIZE)
+        if len(block) < BLOCK_SIZE or block[:16] != VSS_IDENTIFIER:
+            raise ValueError(f"no catalog block at {catalog}")
+        for pos in range(128, BLOCK_SIZE, 128):
+            entry = block[pos : pos + 128]
+            if int.from_bytes(entry[:8], "little") == 3 and entry[16:32] == wanted:
+                bitmap_offset = int.from_bytes(entry[48:56], "little")
+                break
+        catalog = int.from_bytes(block[40:48], "little")
+        seen += 1
+    if not bitmap_offset:
+        raise ValueError("store not in the catalog")
+    unused: set[int] = set()
+    bit = 0
+    seen = 0
+    while bitmap_offset and seen < 1 << 20:
+        block = live.read_at(bitmap_offset, BLOCK_SIZE)
+        if len(block) < BLOCK_SIZE or block[:16] != VSS_IDENTIFIER:
+            raise ValueError(f"no bitmap block at {bitmap_offset}")
+        for byte in block[128:]:
+            if byte:
+                unused.update(bit + k for k in range(8) if byte >> k & 1)
+            bit += 8
+        bitmap_offset = int.from_bytes(block[40:48], "little")
+        seen += 1
+    return unused
+
+
+class StoreStream(LibyalStream):
+    """One store read through libvshadow, with the volume's other stores at hand.
+
+    Attributes:
+        index: the store's 1-based index.
+        stores: every store of the volume (which blocks each one changes).
+    """
+
+    def __init__(self, store: Any, size: int, index: int, stores: StoreSet) -> None:
         super().__init__(store, size)
-        self.store = store
         self.index = index
-        self.count = count
+        self.stores = stores
+
+    def unchanged(self, ranges: list[tuple[int, int]]) -> bool:
+        """Whether this store reads every ``(offset, length)`` range as the live volume."""
+        return self.stores.unchanged(self.index, ranges)
+
+    def same_as_live(self, offset: int, size: int) -> bool:
+        """Whether these bytes read the same in this store and on the live volume (reads both)."""
+        mine = self.read_at(offset, size)
+        return len(mine) == size and mine == self.stores.live_at(offset, size)
 
 
 def select_stores(stores: list[StoreFacts], options: DiscoveryOptions) -> set[int]:
-    """The indexes of the stores to open as volumes, as the options ask."""
+    """The indexes of the stores the options ask for (an unreadable one is not opened)."""
     if not options.vss:
         return set()
-    readable = [s for s in stores if not s.error]
+    readable = stores
     chosen = {s.index for s in readable}
     if options.vss_select:
         chosen &= set(options.vss_select)
@@ -193,14 +308,15 @@ class ShadowCopyLayer(VolumeLayer):
             if not facts.error:
                 handles[facts.index] = store
         chosen = select_stores(stores, context.options)
+        store_set = StoreSet(volume, view, {s.index: s.identifier for s in stores})
         children = [
             Child(
-                StoreStream(handles[s.index], s.size, s.index, count),
+                StoreStream(handles[s.index], s.size, s.index, store_set),
                 LayerRef("vss", s.index, 0, s.identifier),
                 snapshot=s.snapshot(),
             )
             for s in stores
-            if s.index in chosen
+            if s.index in chosen and not s.error
         ]
         listing = [s.as_dict(s.index in chosen) for s in stores]
         return LayerResult(
