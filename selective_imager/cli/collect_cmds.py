@@ -161,10 +161,8 @@ def collect(
         str | None,
         typer.Option(
             "--vss",
-            is_flag=False,
-            flag_value="all",
             metavar="[all|latest|1,3]",
-            help="Also collect from shadow copies: all (bare --vss), latest, or store indexes.",
+            help="Also collect from shadow copies: all (a bare --vss), latest, or store indexes.",
         ),
     ] = None,
     vss_since: Annotated[

@@ -174,6 +174,8 @@ def show(
         if any(case.values()):
             out.print("  case " + ", ".join(f"{k}={_escape(str(v))}" for k, v in case.items() if v))
         for vol in acq.get("volumes", []):
+            if vol.get("snapshot") is not None:
+                continue  # listed under its live volume
             fs = vol.get("filesystem") or {}
             enc = vol.get("encryption") or {}
             out.print(
@@ -181,6 +183,7 @@ def show(
                 + (f", BitLocker {enc.get('state')}" if enc else "")
                 + (f" [red]{_escape(vol['error'])}[/]" if vol.get("error") else "")
             )
+            _show_stores(vol, data.get("items_by_volume") or {})
         disk = acq.get("disk_hash") or {}
         for alg, value in (disk.get("digests") or {}).items():
             out.print(f"  disk {alg} {value}")
@@ -192,3 +195,25 @@ def show(
         out.print(f"  {key}: {value}")
     seal = data.get("seal") or {}
     out.print(f"  seal: {json.dumps(seal, default=str)}")
+
+
+def _show_stores(vol: dict[str, Any], items: dict[str, int]) -> None:
+    """One line per shadow copy of a volume: when, whether collected, how many items."""
+    stores = vol.get("shadow_copies")
+    if vol.get("snapshot") is not None or not isinstance(stores, list):
+        return
+    if not stores:
+        return
+    taken = sum(1 for s in stores if s.get("selected") and not s.get("error"))
+    out.print(f"    {len(stores)} shadow copies, {taken} collected")
+    for store in stores:
+        label = f"{vol.get('label')}/vss{store.get('index')}"
+        state = "not selected"
+        if store.get("error"):
+            state = f"[red]{_escape(str(store['error']))}[/]"
+        elif store.get("selected"):
+            state = f"{items.get(label, 0)} items"
+        out.print(
+            f"    {label}: created {store.get('creation_time')}, "
+            f"id {store.get('identifier')}: {state}"
+        )

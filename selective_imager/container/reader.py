@@ -797,6 +797,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open_container(path) as box:
         infos = box.zip.infolist()
         outcomes: Counter[str] = Counter()
+        by_volume: Counter[str] = Counter()
         bad_lines = 0
         collected_bytes = 0
         for entry in box.manifest():
@@ -804,6 +805,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
                 bad_lines += 1
                 continue
             outcomes[entry.outcome] += 1
+            by_volume[str(entry.raw.get("volume_label") or entry.raw.get("volume"))] += 1
             if entry.outcome in STORED_OUTCOMES:
                 size = entry.raw.get("size")
                 collected_bytes += size if isinstance(size, int) else 0
@@ -835,6 +837,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
             "acquisition": box.acquisition(),
             "items": sum(outcomes.values()),
             "outcomes": dict(outcomes),
+            "items_by_volume": dict(by_volume),
             "collected_bytes": collected_bytes,
             "manifest_errors": bad_lines,
             "seal": seal_info,

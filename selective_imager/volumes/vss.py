@@ -14,7 +14,7 @@ with its reason and yields no volume; the live volume and the other stores go on
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import short_error
@@ -235,31 +235,30 @@ def select_stores(stores: list[StoreFacts], options: DiscoveryOptions) -> set[in
 
 
 def _facts(store: Any, index: int) -> StoreFacts:
-    """Read one store's facts; a store whose block list cannot be read gets an error."""
-    identifier = copy_id = set_id = ""
-    created: Timestamp | None = None
+    """Read one store's facts; a store whose catalog facts or block list cannot be read
+    gets an error (with whatever facts were read before)."""
+    facts = StoreFacts(index)
     try:
-        identifier = str(store.identifier or "")
-        copy_id = str(store.copy_identifier or "")
-        set_id = str(store.copy_set_identifier or "")
         filetime = store.get_creation_time_as_integer()
-        created = Timestamp.from_filetime(int(filetime)) if filetime else None
-        in_volume = bool(store.has_in_volume_data())
-        size = int(store.size)
+        facts = StoreFacts(
+            index,
+            identifier=str(store.identifier or ""),
+            copy_identifier=str(store.copy_identifier or ""),
+            copy_set_identifier=str(store.copy_set_identifier or ""),
+            creation_time=Timestamp.from_filetime(int(filetime)) if filetime else None,
+            in_volume_data=bool(store.has_in_volume_data()),
+            size=int(store.size),
+        )
+    except OSError as exc:
+        return replace(facts, error=f"store {index}: catalog entry unreadable: {short_error(exc)}")
+    try:
         # Reading the block count reads (and checks) the store's block list; one
         # sector read checks that the store's data can be reached through it.
         blocks = int(store.number_of_blocks)
         store.read_buffer_at_offset(512, 0)
     except OSError as exc:
-        return StoreFacts(
-            index,
-            identifier,
-            copy_id,
-            set_id,
-            created,
-            error=f"store {index} unreadable: {short_error(exc)}",
-        )
-    return StoreFacts(index, identifier, copy_id, set_id, created, in_volume, size, blocks)
+        return replace(facts, error=f"store {index}: block list unreadable: {short_error(exc)}")
+    return replace(facts, blocks=blocks)
 
 
 class ShadowCopyLayer(VolumeLayer):
