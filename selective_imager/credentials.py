@@ -80,8 +80,9 @@ class CredentialProvider(Protocol):
         """Credentials to try on ``volume`` (None for an unpartitioned source).
 
         ``kinds`` names the credential kinds the volume can use (a LUKS volume asks for
-        ``luks_passphrase`` and ``luks_key_file``); None means the BitLocker kinds were
-        asked for (the caller predates ``kinds``), and every static credential is given.
+        ``luks_passphrase`` and ``luks_key_file``); None means a BitLocker volume asks
+        (the caller predates ``kinds``): every credential but the LUKS ones is given, and
+        only the BitLocker kinds are prompted for.
         """
         ...
 
@@ -96,7 +97,7 @@ class StaticCredentials:
         self, volume: VolumeInfo | None, kinds: Sequence[str] | None = None
     ) -> Sequence[Credential]:
         """Every credential (of ``kinds``, if given), for every volume."""
-        return [c for c in self.items if kinds is None or c.kind in kinds]
+        return [c for c in self.items if _offered(c.kind, kinds)]
 
 
 @dataclass(slots=True)
@@ -128,8 +129,19 @@ class PromptingCredentials:
                     secret = self.prompt(kind, f"{_prompt_label(kind)} for {where}")
                     self._asked[kind] = Credential(kind, secret, "prompt") if secret else None
         asked = [c for k, c in self._asked.items() if c is not None and k in wanted]
-        static = [c for c in self.static if kinds is None or c.kind in kinds]
+        static = [c for c in self.static if _offered(c.kind, kinds)]
         return [*static, *asked]
+
+
+def _offered(kind: str, kinds: Sequence[str] | None) -> bool:
+    """Whether a credential of ``kind`` goes to a volume asking for ``kinds``.
+
+    Without ``kinds`` (BitLocker) everything but the LUKS kinds: a LUKS passphrase is
+    never tried on, nor reported as failing on, a BitLocker volume.
+    """
+    if kinds is None:
+        return kind not in (LUKS_PASSPHRASE, LUKS_KEY_FILE)
+    return kind in kinds
 
 
 def _prompt_label(kind: str) -> str:

@@ -375,3 +375,45 @@ def test_passphrase_and_key_never_leak(luks, tmp_path):
     assert proc.returncode == 2
     assert b"Traceback" not in proc.stderr
     assert_clean(proc.stdout, proc.stderr)
+
+
+def test_zeroed_primary_found_by_secondary(luks, tmp_path):
+    _, truth = luks
+    image, v = variant(luks, "luks2-xts4k-argon2i")
+    data = bytearray(image.read_bytes())
+    data[:4096] = bytes(4096)  # no primary magic at all
+    zeroed = tmp_path / "zeroed.img"
+    zeroed.write_bytes(bytes(data))
+    with open_with(zeroed, passphrase(v)) as disk:
+        (vol,) = disk.volumes
+        assert vol.report.details["luks"]["header_copy"] == "secondary"
+        plain = vol.stream.read_at(0, truth["plain_size"])
+        assert hashlib.sha256(plain).hexdigest() == truth["plain_sha256"]
+
+
+@pytest.mark.parametrize("name", ["luks1-cbc-plain", "luks2-cbc-plain"])
+def test_corrupted_headers_never_raise(luks, name):
+    """Random byte damage in the header area: a report (locked or unlocked), no exception."""
+    import random
+
+    from selective_imager.streams import ByteStream
+    from selective_imager.volumes.luks.layer import open_luks
+
+    class Mem(ByteStream):
+        def __init__(self, data):
+            super().__init__(len(data))
+            self.data = data
+
+        def _read_at(self, offset, size):
+            return self.data[offset : offset + size]
+
+    image, _ = variant(luks, name)
+    original = image.read_bytes()
+    rng = random.Random(name)
+    for _ in range(150):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(0, 1024 if name.startswith("luks1") else 8192)] = rng.randrange(256)
+        result = open_luks(Mem(bytes(data)), None, None)
+        assert result.info.state == EncryptionState.LOCKED
+        assert "\n" not in result.info.reason

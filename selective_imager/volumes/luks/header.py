@@ -47,6 +47,12 @@ _LUKS2_BINARY = 4096
 # Where a secondary LUKS2 header may lie (the specification's list of JSON-area sizes).
 SECONDARY_OFFSETS = tuple(0x4000 << i for i in range(9))
 _MAX_HEADER = 4 << 20
+# Sanity bounds against damaged headers (cryptsetup writes 4000 stripes, keys <= 512 bits,
+# PBKDF2 counts in the millions, Argon2 at most 4 GiB): key material stays below 8 MiB.
+_MAX_STRIPES = 1 << 16
+_MAX_KEY = 128
+_MAX_ITERATIONS = 1 << 32
+_MAX_ARGON2_KIB = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,20 @@ class Keyslot:
     stripes: int
     af_hash: str
     priority: int = 1
+
+    def problem(self) -> str:
+        """Why the slot's numbers cannot be right (a damaged header), or ""."""
+        if not 0 < self.key_size <= _MAX_KEY or not 0 < self.area_key_size <= _MAX_KEY:
+            return f"key size {self.key_size}/{self.area_key_size} bytes out of range"
+        if not 0 < self.stripes <= _MAX_STRIPES:
+            return f"{self.stripes} AF stripes out of range"
+        if not 0 < self.iterations <= _MAX_ITERATIONS:
+            return f"{self.iterations} KDF iterations out of range"
+        if self.kdf != "pbkdf2" and not (
+            0 < self.memory_kib <= _MAX_ARGON2_KIB and 0 < self.parallelism <= 255
+        ):
+            return f"Argon2 memory {self.memory_kib} KiB / {self.parallelism} lanes out of range"
+        return ""
 
     def describe(self) -> str:
         """``keyslot 0 (argon2id)``."""
@@ -196,9 +216,7 @@ def looks_like_luks(stream: ByteStream) -> bool:
     head = stream.read_at(0, 8)
     if head[:6] == MAGIC and head[6:8] in (b"\0\1", b"\0\2"):
         return True
-    return any(
-        stream.read_at(off, 8) == MAGIC_SECONDARY + b"\0\2" for off in SECONDARY_OFFSETS
-    )
+    return any(stream.read_at(off, 8) == MAGIC_SECONDARY + b"\0\2" for off in SECONDARY_OFFSETS)
 
 
 def read_header(stream: ByteStream) -> LuksHeader:
@@ -229,6 +247,7 @@ def _read_luks1(stream: ByteStream) -> LuksHeader:
     if not 0 < key_bytes <= 128:
         raise EncryptionError(f"LUKS1 header: key size {key_bytes} bytes is out of range")
     slots: list[Keyslot] = []
+    notes: list[str] = []
     for i in range(8):
         active, iterations, salt, km_offset, stripes = _LUKS1_SLOT.unpack_from(
             raw, _LUKS1_SLOTS_AT + i * _LUKS1_SLOT.size
@@ -236,24 +255,27 @@ def _read_luks1(stream: ByteStream) -> LuksHeader:
         if active != _LUKS1_ACTIVE:
             continue
         area = -(-key_bytes * stripes // SECTOR) * SECTOR
-        slots.append(
-            Keyslot(
-                index=i,
-                kdf="pbkdf2",
-                hash=hash_name,
-                iterations=iterations,
-                memory_kib=0,
-                parallelism=0,
-                salt=salt,
-                key_size=key_bytes,
-                area_offset=km_offset * SECTOR,
-                area_size=area,
-                area_cipher=cipher,
-                area_key_size=key_bytes,
-                stripes=stripes,
-                af_hash=hash_name,
-            )
+        slot = Keyslot(
+            index=i,
+            kdf="pbkdf2",
+            hash=hash_name,
+            iterations=iterations,
+            memory_kib=0,
+            parallelism=0,
+            salt=salt,
+            key_size=key_bytes,
+            area_offset=km_offset * SECTOR,
+            area_size=area,
+            area_cipher=cipher,
+            area_key_size=key_bytes,
+            stripes=stripes,
+            af_hash=hash_name,
         )
+        problem = slot.problem()
+        if problem:
+            notes.append(f"keyslot {i} ignored: {problem} (damaged header?)")
+        else:
+            slots.append(slot)
     digest = Digest(
         0, hash_name, mk_iter, mk_salt, mk_digest[:_LUKS1_DIGEST_SIZE], tuple(range(8)), (0,)
     )
@@ -267,6 +289,7 @@ def _read_luks1(stream: ByteStream) -> LuksHeader:
         digests=(digest,),
         segments=(segment,),
         metadata_size=payload * SECTOR,
+        notes=tuple(notes),
     )
 
 
@@ -380,25 +403,28 @@ def _luks2_from_json(chosen: _Copy, copy: str, notes: tuple[str, ...]) -> LuksHe
             continue
         kdf_type = str(kdf["type"])
         is_pbkdf2 = kdf_type == "pbkdf2"
-        slots.append(
-            Keyslot(
-                index=int(key),
-                kdf=kdf_type,
-                hash=str(kdf["hash"]) if is_pbkdf2 else "",
-                iterations=_int(kdf["iterations"] if is_pbkdf2 else kdf["time"]),
-                memory_kib=0 if is_pbkdf2 else _int(kdf["memory"]),
-                parallelism=0 if is_pbkdf2 else _int(kdf["cpus"]),
-                salt=_b64(kdf["salt"]),
-                key_size=_int(slot["key_size"]),
-                area_offset=_int(area["offset"]),
-                area_size=_int(area["size"]),
-                area_cipher=str(area["encryption"]),
-                area_key_size=_int(area["key_size"]),
-                stripes=_int(af["stripes"]),
-                af_hash=str(af["hash"]),
-                priority=_int(slot.get("priority", 1)),
-            )
+        luks2_slot = Keyslot(
+            index=int(key),
+            kdf=kdf_type,
+            hash=str(kdf["hash"]) if is_pbkdf2 else "",
+            iterations=_int(kdf["iterations"] if is_pbkdf2 else kdf["time"]),
+            memory_kib=0 if is_pbkdf2 else _int(kdf["memory"]),
+            parallelism=0 if is_pbkdf2 else _int(kdf["cpus"]),
+            salt=_b64(kdf["salt"]),
+            key_size=_int(slot["key_size"]),
+            area_offset=_int(area["offset"]),
+            area_size=_int(area["size"]),
+            area_cipher=str(area["encryption"]),
+            area_key_size=_int(area["key_size"]),
+            stripes=_int(af["stripes"]),
+            af_hash=str(af["hash"]),
+            priority=_int(slot.get("priority", 1)),
         )
+        problem = luks2_slot.problem()
+        if problem:
+            skipped.append(f"keyslot {key} ignored: {problem} (damaged header?)")
+        else:
+            slots.append(luks2_slot)
     digests = tuple(
         Digest(
             index=int(key),

@@ -64,18 +64,22 @@ def derive(slot: Keyslot, secret: bytes) -> bytes:
         except ValueError as exc:
             raise UnsupportedEncryptionError(f"PBKDF2 hash {slot.hash!r} unavailable") from exc
     if slot.kdf in ("argon2i", "argon2id"):
+        from argon2.exceptions import HashingError
         from argon2.low_level import ARGON2_VERSION, Type, hash_secret_raw
 
-        return hash_secret_raw(
-            secret,
-            slot.salt,
-            time_cost=slot.iterations,
-            memory_cost=slot.memory_kib,
-            parallelism=slot.parallelism,
-            hash_len=slot.area_key_size,
-            type=Type.I if slot.kdf == "argon2i" else Type.ID,
-            version=ARGON2_VERSION,
-        )
+        try:
+            return hash_secret_raw(
+                secret,
+                slot.salt,
+                time_cost=slot.iterations,
+                memory_cost=slot.memory_kib,
+                parallelism=slot.parallelism,
+                hash_len=slot.area_key_size,
+                type=Type.I if slot.kdf == "argon2i" else Type.ID,
+                version=ARGON2_VERSION,
+            )
+        except HashingError as exc:
+            raise EncryptionError(f"keyslot {slot.index}: Argon2 refused its parameters") from exc
     raise UnsupportedEncryptionError(f"key derivation {slot.kdf!r} is not supported")
 
 
@@ -84,9 +88,7 @@ def _diffuse(block: bytes, hash_name: str) -> bytes:
     out = bytearray()
     for i in range(0, len(block), size):
         piece = block[i : i + size]
-        out += hashlib.new(hash_name, (i // size).to_bytes(4, "big") + piece).digest()[
-            : len(piece)
-        ]
+        out += hashlib.new(hash_name, (i // size).to_bytes(4, "big") + piece).digest()[: len(piece)]
     return bytes(out)
 
 
@@ -109,8 +111,17 @@ def af_merge(material: bytes, key_size: int, stripes: int, hash_name: str) -> by
 
 
 def digest_matches(digest: Digest, key: bytes) -> bool:
-    """Whether PBKDF2 of ``key`` equals the stored digest (compared in constant time)."""
-    got = hashlib.pbkdf2_hmac(digest.hash, key, digest.salt, digest.iterations, len(digest.value))
+    """Whether PBKDF2 of ``key`` equals the stored digest (compared in constant time).
+
+    Raises:
+        UnsupportedEncryptionError: the digest's hash is unknown.
+    """
+    try:
+        got = hashlib.pbkdf2_hmac(
+            digest.hash, key, digest.salt, digest.iterations, len(digest.value)
+        )
+    except ValueError as exc:
+        raise UnsupportedEncryptionError(f"digest hash {digest.hash!r} unavailable") from exc
     return hmac.compare_digest(got, digest.value)
 
 
@@ -132,7 +143,9 @@ def read_material(stream: ByteStream, slot: Keyslot) -> bytes:
     return data
 
 
-def try_keyslot(header: LuksHeader, stream: ByteStream, slot: Keyslot, secret: bytes) -> SlotOutcome:
+def try_keyslot(
+    header: LuksHeader, stream: ByteStream, slot: Keyslot, secret: bytes
+) -> SlotOutcome:
     """Try ``secret`` on one key slot; the key only if a digest of the header accepts it."""
     digests = [d for d in header.digests if slot.index in d.keyslots]
     if not digests:
@@ -142,11 +155,11 @@ def try_keyslot(header: LuksHeader, stream: ByteStream, slot: Keyslot, secret: b
         engine = sector_cipher(slot.area_cipher, derive(slot, secret), SECTOR)
         plain = engine.decrypt(material, 0)
         candidate = af_merge(plain, slot.key_size, slot.stripes, slot.af_hash)
+        for digest in digests:
+            if digest_matches(digest, candidate):
+                return SlotOutcome(slot.index, VolumeKey(slot.index, digest.index, candidate))
     except EncryptionError as exc:
         return SlotOutcome(slot.index, None, str(exc))
-    for digest in digests:
-        if digest_matches(digest, candidate):
-            return SlotOutcome(slot.index, VolumeKey(slot.index, digest.index, candidate))
     return SlotOutcome(slot.index, None, "wrong")
 
 

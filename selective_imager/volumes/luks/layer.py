@@ -196,8 +196,7 @@ def _try(
             return key, cred, tried
         problems = sorted({o.problem for o in outcomes if o.problem != "wrong"})
         tried.append(
-            f"{cred.describe()}: wrong"
-            + (f" ({'; '.join(problems)})" if problems else "")
+            f"{cred.describe()}: wrong" + (f" ({'; '.join(problems)})" if problems else "")
         )
     return None, None, tried
 
@@ -228,7 +227,9 @@ def open_luks(
     key, cred, tried = _try(header, stream, credentials)
     if key is None or cred is None:
         reason = (
-            f"no credential unlocked it (tried: {'; '.join(tried)})" if tried else "no credential given"
+            f"no credential unlocked it (tried: {'; '.join(tried)})"
+            if tried
+            else "no credential given"
         )
         slots = ", ".join(s.describe() for s in header.keyslots) or "no active key slot"
         info = EncryptionInfo(state=EncryptionState.LOCKED, reason=f"{reason}; {slots}", **facts)
@@ -236,7 +237,9 @@ def open_luks(
     others = [
         s.index
         for s in header.segments
-        if s.kind == "crypt" and (d := header.segment_digest(s)) is not None and d.index != key.digest
+        if s.kind == "crypt"
+        and (d := header.segment_digest(s)) is not None
+        and d.index != key.digest
     ]
     try:
         if others:
@@ -291,9 +294,14 @@ def _cross_check(
     try:
         text = cred.secret if cred.kind == LUKS_PASSPHRASE else _secret(cred).decode("utf-8")
     except (OSError, UnicodeDecodeError):
-        # pyluksde takes text passwords only; its set_key refused every key size (it
-        # reported "unsupported master key size" for 128-, 256- and 512-bit keys).
-        return own, [], "pyluksde takes text passphrases only (a binary key file): not cross-checked"
+        # pyluksde takes text passwords only; its set_key cannot help: the binding
+        # passes the key size in bits where libluksde expects bytes, so every key is
+        # refused ("unsupported master key size", libluksde-python 20240114).
+        return (
+            own,
+            [],
+            "pyluksde takes text passphrases only (a binary key file): not cross-checked",
+        )
     handle = pyluksde.volume()
     try:
         handle.open_file_object(raw)
@@ -307,21 +315,31 @@ def _cross_check(
         return own, [], f"pyluksde could not open it ({short_error(exc)}): not cross-checked"
     theirs = LibyalStream(handle, size)
     if size != own.size:
-        return theirs, [handle], (
-            f"own reader's size {own.size} differs from pyluksde's {size}: pyluksde used"
+        return (
+            theirs,
+            [handle],
+            (f"own reader's size {own.size} differs from pyluksde's {size}: pyluksde used"),
         )
     compared = 0
     for start, length in _windows(size):
         try:
             mine, other = own.read_at(start, length), theirs.read_at(start, length)
         except OSError as exc:
-            return theirs, [handle], f"own reader failed at {start} ({short_error(exc)}): pyluksde used"
+            return (
+                theirs,
+                [handle],
+                f"own reader failed at {start} ({short_error(exc)}): pyluksde used",
+            )
         if mine != other:
             return theirs, [handle], f"own reader differs from pyluksde at {start}: pyluksde used"
         compared += length
     handle.close()
     how = "passphrase" if cred.kind == LUKS_PASSPHRASE else "key file"
-    return own, [], f"equal to pyluksde (same {how}) on {compared} bytes in {len(_windows(size))} windows"
+    return (
+        own,
+        [],
+        f"equal to pyluksde (same {how}) on {compared} bytes in {len(_windows(size))} windows",
+    )
 
 
 class LuksLayer(VolumeLayer):
