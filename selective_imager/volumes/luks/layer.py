@@ -67,18 +67,19 @@ class LuksStream(ByteStream):
         return f"LuksStream(size={self.size}, segments={len(self._runs)})"
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        out = bytearray()
         end = offset + size
-        for run in self._runs:
-            lo, hi = max(offset, run.start), min(end, run.start + run.size)
-            if lo < hi:
-                out += self._read_run(run, lo - run.start, hi - run.start)
-        return bytes(out)
+        parts = [
+            self._read_run(run, lo - run.start, hi - run.start)
+            for run in self._runs
+            if (lo := max(offset, run.start)) < (hi := min(end, run.start + run.size))
+        ]
+        # One part is the usual case: no copy to join it.
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _read_run(self, run: _Run, lo: int, hi: int) -> bytes:
         ss = run.sector_size
         first, last = lo - lo % ss, hi + (-hi) % ss
-        out = bytearray()
+        pieces = []
         for start in range(first, last, _CHUNK):
             length = min(_CHUNK, last - start)
             data = self._raw.read_at(run.offset + start, length)
@@ -88,8 +89,11 @@ class LuksStream(ByteStream):
                 )
             if run.engine is not None:
                 data = run.engine.decrypt(data, run.first_iv + start // 512)
-            out += data
-        return bytes(out[lo - first : hi - first])
+            pieces.append(data)
+        whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if lo == first and hi == last:
+            return whole
+        return whole[lo - first : hi - first]
 
 
 @dataclass(slots=True)
