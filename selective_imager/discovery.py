@@ -305,13 +305,14 @@ def _child_node(
     details = dict(parent.details)
     if result.details and not result.keep_parent:
         details.update(result.details)
+    details.update(child.details)
     return _Node(
         stream=child.stream,
         volume=child.volume or parent.volume,
         locator=(*base, child.ref),
         kinds=(*parent.kinds, layer.kind),
         problem=_join(parent.problem, child.problem),
-        encryption=result.encryption or parent.encryption,
+        encryption=child.encryption or result.encryption or parent.encryption,
         snapshot=child.snapshot or parent.snapshot,
         details=details,
     )

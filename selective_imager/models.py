@@ -363,7 +363,8 @@ class FileEntry:
         si: $STANDARD_INFORMATION times (NTFS).
         fn: the record's own $FILE_NAME times (NTFS).
         i30: the $FILE_NAME copy in the parent directory's $I30 index (NTFS).
-        times: the times The Sleuth Kit reports (non-NTFS file systems).
+        times: the inode's times on every other file system (The Sleuth Kit's, or the
+            libyal binding's for APFS, XFS, ext and HFS+).
         streams: alternate data streams (not the default one).
         mode: Unix mode bits, when the file system has them.
         uid: owner user id, when the file system has it.
@@ -372,6 +373,8 @@ class FileEntry:
         damage: why the entry's own metadata could not be read ("" when it could); a
             damaged entry carries only what its directory's index says about it (name,
             MFT reference, parent, $I30 times) and its content cannot be opened.
+        links: the inode's hard-link count, when the file system has one (paths with
+            the same ``entry`` are hard links of one inode).
     """
 
     path: str
@@ -397,6 +400,7 @@ class FileEntry:
     gid: int | None = None
     link_target: str = ""
     damage: str = ""
+    links: int | None = None
 
     def child_path(self, name: str) -> str:
         """Path of a child named ``name``."""
@@ -428,7 +432,7 @@ class FileEntry:
                 "i30": self.i30.as_dict() if self.i30 else None,
             }
         else:
-            out["timestamps"] = {"tsk": self.times.as_dict("changed") if self.times else None}
+            out["timestamps"] = {"times": self.times.as_dict("changed") if self.times else None}
         if self.mode is not None:
             out["mode"] = self.mode
             out["uid"] = self.uid
@@ -437,6 +441,8 @@ class FileEntry:
             out["link_target"] = self.link_target
         if self.damage:
             out["damage"] = self.damage
+        if self.links is not None:
+            out["links"] = self.links
         return out
 
     def stream_size(self, stream: str) -> int:

@@ -121,12 +121,15 @@ def _human(size: int) -> str:
 
 
 # -- ls ---------------------------------------------------------------------
-def _pick_volume(disk: Disk, index: int | None) -> OpenVolume:
+def _pick_volume(disk: Disk, index: int | str | None) -> OpenVolume:
     if index is not None:
         try:
             vol = disk.volume(index)
         except KeyError:
-            have = ", ".join(str(v.report.volume.index) for v in disk.volumes)
+            have = ", ".join(
+                v.report.label if "/" in v.report.label else str(v.report.volume.index)
+                for v in disk.volumes
+            )
             raise _Unrecognised(f"no volume {index} (volumes: {have})") from None
         if vol.filesystem is None:
             raise _Unrecognised(f"volume {index}: {vol.report.error or 'no file system'}")

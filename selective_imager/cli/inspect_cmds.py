@@ -98,7 +98,8 @@ def _print_info(data: dict[str, Any]) -> None:
         if enc:
             enc_text = f"{enc['state']}" + (f" ({enc['method']})" if enc["method"] else "")
         table.add_row(
-            str(vol["index"]),
+            # A volume inside a volume (an APFS volume, a shadow copy) shows its label.
+            vol["label"] if "/" in vol["label"] else str(vol["index"]),
             str(vol["offset"]),
             _human(vol["size"]),
             _escape(vol["type_name"] or vol["type"] or "-"),
@@ -114,7 +115,8 @@ def _print_info(data: dict[str, Any]) -> None:
         if enc:
             kind = _ENCRYPTION_NAMES.get(enc["type"], enc["type"])
             out.print(
-                f"volume {vol['index']}: {kind} {enc['state']}, {enc['method'] or '?'}, "
+                f"volume {vol['label'] if '/' in vol['label'] else vol['index']}: {kind} "
+                f"{enc['state']}, {enc['method'] or '?'}, "
                 f"protectors: {', '.join(enc['protectors']) or '-'}, "
                 f"{'UUID' if enc['type'] == 'luks' else 'GUID'} {enc['volume_guid']}, "
                 + (f"created {enc['created']}, " if enc["created"] else "")
@@ -162,7 +164,7 @@ def _print_shadow_copies(vol: dict[str, Any]) -> None:
 
 
 
-_ENCRYPTION_NAMES = {"bitlocker": "BitLocker", "luks": "LUKS"}
+_ENCRYPTION_NAMES = {"bitlocker": "BitLocker", "luks": "LUKS", "apfs": "APFS encryption"}
 
 
 def _print_luks(luks: dict[str, Any]) -> None:
@@ -194,7 +196,8 @@ def ls(
     source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
     path: Annotated[str, typer.Argument(help="Directory or file, '/'-separated.")] = "",
     volume: Annotated[
-        int | None, typer.Option("--volume", "-v", help="Volume number from info.")
+        str | None,
+        typer.Option("--volume", "-v", help="Volume number or label (p2/apfs1) from info."),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="List the whole tree.")
@@ -252,12 +255,13 @@ def ls(
 
 
 def _print_entry(entry: FileEntry) -> None:
-    kind = "d" if entry.is_directory else "r"
+    kind = "d" if entry.is_directory else "l" if entry.link_target else "r"
     ref = f"{entry.entry}-{entry.sequence}" if entry.sequence is not None else f"{entry.entry}"
     times = entry.si or entry.times
     modified = times.modified.isoformat() if times and times.modified else "-"
     deleted = "" if entry.allocated else " (deleted)"
     damaged = f" (damaged: {entry.damage})" if entry.damage else ""
-    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{deleted}{damaged}")
+    link = f" -> {entry.link_target}" if entry.link_target else ""
+    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{link}{deleted}{damaged}")
     for stream in entry.streams:
         print(f"{kind} {ref:>12} {stream.size:>12} {'':<28} {entry.path}:{stream.name}")

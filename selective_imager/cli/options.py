@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from selective_imager.credentials import (
+    APFS_PASSWORD,
+    APFS_RECOVERY_KEY,
     LUKS_KEY_FILE,
     LUKS_PASSPHRASE,
     PASSWORD,
@@ -60,6 +62,23 @@ RecoveryEnv = Annotated[
 BekFile = Annotated[
     list[Path] | None, typer.Option("--bek", help="BitLocker startup key file (.BEK).")
 ]
+ApfsPasswordPrompt = Annotated[
+    bool, typer.Option("--apfs-password", help="Prompt (hidden) for an APFS volume password.")
+]
+ApfsPasswordFile = Annotated[
+    list[Path] | None,
+    typer.Option("--apfs-password-file", help="File whose first line is an APFS volume password."),
+]
+ApfsPasswordEnv = Annotated[
+    list[str] | None,
+    typer.Option("--apfs-password-env", help="Environment variable holding an APFS password."),
+]
+ApfsRecoveryFile = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--apfs-recovery-key-file", help="File holding an APFS (FileVault) recovery key."
+    ),
+]
 
 LuksPrompt = Annotated[
     bool,
@@ -97,6 +116,10 @@ class _CredentialOptions:
     luks_passphrase_file: list[Path] | None = None
     luks_passphrase_env: list[str] | None = None
     luks_key_file: list[Path] | None = None
+    apfs_password: bool = False
+    apfs_password_file: list[Path] | None = None
+    apfs_password_env: list[str] | None = None
+    apfs_recovery_key_file: list[Path] | None = None
 
     def build(self) -> PromptingCredentials:
         """Read files and variables now; prompts wait until a locked volume is met."""
@@ -115,12 +138,18 @@ class _CredentialOptions:
         ]
         static += [credential_from_env(LUKS_PASSPHRASE, v) for v in self.luks_passphrase_env or []]
         static += [credential_from_file(LUKS_KEY_FILE, p) for p in self.luks_key_file or []]
+        static += [credential_from_file(APFS_PASSWORD, p) for p in self.apfs_password_file or []]
+        static += [credential_from_env(APFS_PASSWORD, v) for v in self.apfs_password_env or []]
+        static += [
+            credential_from_file(APFS_RECOVERY_KEY, p) for p in self.apfs_recovery_key_file or []
+        ]
         ask = tuple(
             kind
             for kind, on in (
                 (PASSWORD, self.password),
                 (RECOVERY_PASSWORD, self.recovery_password),
                 (LUKS_PASSPHRASE, self.luks_passphrase),
+                (APFS_PASSWORD, self.apfs_password),
             )
             if on
         )
@@ -143,6 +172,10 @@ _CREDENTIAL_PARAMETERS = tuple(
         ("luks_passphrase_file", LuksPassphraseFile, None),
         ("luks_passphrase_env", LuksPassphraseEnv, None),
         ("luks_key_file", LuksKeyFile, None),
+        ("apfs_password", ApfsPasswordPrompt, False),
+        ("apfs_password_file", ApfsPasswordFile, None),
+        ("apfs_password_env", ApfsPasswordEnv, None),
+        ("apfs_recovery_key_file", ApfsRecoveryFile, None),
     )
 )
 

@@ -147,7 +147,9 @@ def item_record(
             "i30": entry.i30.as_dict() if entry.i30 else None,
         }
     else:
-        record["timestamps"] = {"tsk": entry.times.as_dict("changed") if entry.times else None}
+        record["timestamps"] = {"times": entry.times.as_dict("changed") if entry.times else None}
+    if entry.links is not None:
+        record["links"] = entry.links
     if entry.mode is not None:
         record["mode"] = entry.mode
         record["uid"] = entry.uid

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 FILESYSTEMS: list[str] = [
     "selective_imager.filesystems.ntfs:NtfsFormat",
+    "selective_imager.filesystems.apfs:ApfsFormat",
+    "selective_imager.filesystems.xfs:XfsFormat",
     "selective_imager.filesystems.tsk:TskFormat",
 ]
 

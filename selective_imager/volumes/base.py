@@ -70,6 +70,9 @@ class Child:
         problem: a one-line problem of this child (overlap, beyond the source's end).
         snapshot: for a shadow-copy store or file-system snapshot: its secret-free facts
             (``index``, ``identifier``, ``creation_time``...); None for a live volume.
+        encryption: this child's own encryption facts, when the children of one layer
+            differ (the volumes of an APFS container); None to use the layer's.
+        details: this child's own secret-free facts, added over the layer's.
     """
 
     stream: ByteStream
@@ -77,6 +80,8 @@ class Child:
     volume: VolumeInfo | None = None
     problem: str = ""
     snapshot: dict[str, Any] | None = None
+    encryption: EncryptionInfo | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -20,16 +20,15 @@ VOLUME_LAYERS: list[str] = [
     "selective_imager.volumes.luks.layer:LuksLayer",
     "selective_imager.volumes.vss:ShadowCopyLayer",
     "selective_imager.volumes.partitions:PartitionTableLayer",
+    "selective_imager.volumes.apfs:ApfsLayer",
 ]
 
 # Volume formats recognised but not read: (offset, signature, what it is).
 KNOWN_UNSUPPORTED: list[tuple[int, bytes, str]] = [
     (512, b"LABELONE", "an LVM2 physical volume (not supported)"),
-    (32, b"NXSB", "an APFS container (not supported by this build)"),
     (3, b"ReFS\0\0\0\0", "a ReFS file system (not supported)"),
     (0x10040, b"_BHRfS_M", "a Btrfs file system (not supported)"),
     (3, b"-FVE-FS-", "a BitLocker volume"),
-    (0, b"XFSB", "an XFS file system (not supported by this build)"),
     (4086, b"SWAPSPACE2", "Linux swap space (no file system)"),
     (4086, b"SWAP-SPACE", "Linux swap space (no file system)"),
     (0x1000, b"\xfc\x4e\x2b\xa9", "a Linux md RAID member (not supported)"),
