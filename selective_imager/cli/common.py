@@ -98,7 +98,11 @@ def _open(
 
     disk = open_disk(source, creds, options=options)
     if not disk.recognised():
+        # A recognised but damaged layer (an APFS container) says why itself.
+        why = [v.report.error for v in disk.volumes if v.report.error]
         disk.close()
+        if why and not why[0].startswith("no supported file system"):
+            raise _Unrecognised(f"{source}: {why[0]}")
         raise _Unrecognised(
             f"{source}: no partition table, BitLocker volume or supported file system "
             "recognised (not a disk image?)"

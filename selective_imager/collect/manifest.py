@@ -150,6 +150,8 @@ def item_record(
         record["timestamps"] = {"times": entry.times.as_dict("changed") if entry.times else None}
     if entry.links is not None:
         record["links"] = entry.links
+    if entry.link_target:
+        record["link_target"] = entry.link_target
     if entry.mode is not None:
         record["mode"] = entry.mode
         record["uid"] = entry.uid

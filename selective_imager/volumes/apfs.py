@@ -157,6 +157,10 @@ class ApfsLayer(VolumeLayer):
                 volume_guid=identifier,
                 unlocked_with="none needed",
             )
+        expected = facts.block_count * facts.block_size
+        problem = ""
+        if expected > stream.size:
+            problem = f"APFS container truncated: {stream.size} of {expected} bytes present"
         return Child(
             ApfsVolumeStream(
                 stream,
@@ -167,6 +171,7 @@ class ApfsLayer(VolumeLayer):
                 encryption.reason if encryption is not None and volume is None else "",
             ),
             LayerRef("apfs", i + 1, 0, identifier),
+            problem=problem,
             encryption=encryption,
             details={"apfs_volume": _volume_details(i + 1, vfacts)},
         )
