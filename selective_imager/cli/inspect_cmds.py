@@ -131,10 +131,11 @@ def _print_info(data: dict[str, Any]) -> None:
                 out.print(f"  [yellow]fallback:[/] {_escape(enc['fallback'])}")
         if vol.get("luks"):
             _print_luks(vol["luks"])
+        name = vol["label"] if "/" in vol["label"] else vol["index"]
         if vol["error"]:
-            out.print(f"[red]volume {vol['index']}: {_escape(vol['error'])}[/]")
+            out.print(f"[red]volume {name}: {_escape(vol['error'])}[/]")
         if vol["note"]:
-            out.print(f"[yellow]volume {vol['index']}: {_escape(vol['note'])}[/]")
+            out.print(f"[yellow]volume {name}: {_escape(vol['note'])}[/]")
         _print_shadow_copies(vol)
 
 
