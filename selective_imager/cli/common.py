@@ -146,7 +146,8 @@ def _pick_volume(disk: Disk, index: int | str | None) -> OpenVolume:
         reasons = "; ".join(f"{v.report.volume.index}: {v.report.error}" for v in disk.volumes)
         raise _Unrecognised(f"no volume with a readable file system ({reasons})")
     choices = ", ".join(
-        f"{v.report.volume.index} ({v.report.filesystem.type if v.report.filesystem else '?'})"
+        f"{v.report.label if '/' in v.report.label else v.report.volume.index} "
+        f"({v.report.filesystem.type if v.report.filesystem else '?'})"
         for v in usable
     )
     raise _Unrecognised(
