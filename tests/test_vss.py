@@ -371,3 +371,23 @@ def test_shadow_copies_inside_a_partition(image: Path, rule: Path, oracle, tmp_p
     }
     assert {r["container_path"].split("/")[1:3][0] for r in manifest} == {"p1"}
     assert any(r["container_path"].startswith("files/p1/vss2/") for r in manifest)
+
+
+def test_verify_and_extract_keep_the_stores_apart(collected, image: Path, oracle, tmp_path) -> None:
+    _, _, _, out = collected
+    done = cli("verify", str(out), "--source", str(image))
+    items = sum(len(v) for v in oracle.values())
+    assert done.stdout.startswith("OK") and f"{items} items re-read from the source" in done.stdout
+    dest = tmp_path / "out"
+    cli("extract", str(out), str(dest))
+    got = {
+        str(p.relative_to(dest)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in dest.rglob("*")
+        if p.is_file()
+    }
+    # Live files under 0/, each store's under 0/vssK/ (oracle: fls + icat per state).
+    assert got == {
+        (f"0/{label[3:]}/{name}" if label != "v0" else f"0/{name}"): digest
+        for label, items in oracle.items()
+        for name, digest in items.items()
+    }

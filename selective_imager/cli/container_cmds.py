@@ -57,9 +57,12 @@ def verify(
         source_checked = None
         if source is not None:
             from selective_imager.collect.reverify import reverify_container
+            from selective_imager.volumes.base import DiscoveryOptions
 
             creds = credentials.build()
-            with _open(source, creds) as disk:
+            # Every shadow copy opened (not read): items collected from stores are
+            # looked up in theirs.
+            with _open(source, creds, DiscoveryOptions(vss=True)) as disk:
                 source_checked, item_diffs, disk_diffs = reverify_container(container, disk)
             differences += [
                 {

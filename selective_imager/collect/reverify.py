@@ -49,7 +49,9 @@ def reverify_items(
         )
         expected: dict[str, str] = rec.get("hashes") or {}
         try:
-            vol = disk.volume(int(rec["volume"]))
+            # A shadow-copy item is looked up in its store (the disk opened with --vss).
+            key = rec["volume_label"] if rec.get("vss") else int(rec["volume"])
+            vol = disk.volume(key)
         except (KeyError, ValueError):
             differences.append(SourceDifference(label, "missing", detail="volume not found"))
             continue

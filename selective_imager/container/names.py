@@ -184,11 +184,17 @@ def _hashed_name(volume_label: str, path: str, stream: str) -> str:
 _NESTED_VOLUME_RE = re.compile(r"(?i)(vss|apfs|lvm|snapshot)[0-9]+")
 
 
-def _encode_volume(volume_label: str) -> str:
+def split_volume_label(volume_label: str) -> list[str]:
+    """``p3/vss2`` -> ``["p3", "vss2"]`` (a volume inside a volume); any other label whole."""
     parts = volume_label.split("/")
     if len(parts) > 1 and all(_NESTED_VOLUME_RE.fullmatch(part) for part in parts[1:]):
-        return "/".join([*_split_long(_encode_segment(parts[0])), *parts[1:]])
-    return "/".join(_split_long(_encode_segment(volume_label)))
+        return parts
+    return [volume_label]
+
+
+def _encode_volume(volume_label: str) -> str:
+    first, *nested = split_volume_label(volume_label)
+    return "/".join([*_split_long(_encode_segment(first)), *nested])
 
 
 def _encode_first(segment: str) -> str:
@@ -315,4 +321,5 @@ __all__ = [
     "encode_segment",
     "is_hashed_name",
     "is_portable_segment",
+    "split_volume_label",
 ]

@@ -35,6 +35,7 @@ from selective_imager.container.names import (
     decode_member_path,
     encode_segment,
     is_portable_segment,
+    split_volume_label,
 )
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
@@ -175,7 +176,7 @@ def _parse_item(line_no: int, obj: Any) -> ManifestItem:
         line=line_no,
         path=str(obj.get("path", "")),
         stream=str(obj.get("stream") or ""),
-        volume=str(obj.get("volume", "")),
+        volume=str(obj.get("volume", "")) + _store_suffix(obj.get("vss")),
         container_path=str(obj.get("container_path") or ""),
         outcome=str(obj.get("outcome", "")),
         hashes={str(k).lower(): str(v).lower() for k, v in hashes.items() if v},
@@ -517,13 +518,21 @@ def _local_segment(segment: str) -> str:
     return encoded
 
 
+def _store_suffix(vss: Any) -> str:
+    """``/vss2`` for an item of shadow-copy store 2 (extracted beside the live volume)."""
+    if isinstance(vss, dict) and isinstance(vss.get("index"), int):
+        return f"/vss{vss['index']}"
+    return ""
+
+
 def _local_parts(volume: str, path: str, stream: str) -> list[str]:
     segments = path.split("/") if path else []
     if stream:
         # name:stream on POSIX; on Windows the encoded form avoids creating a real ADS.
         last = segments.pop() if segments else ""
         segments.append(f"{last}:{stream}" if os.name != "nt" else last + "%3A" + stream)
-    parts = [_local_segment(volume or "%")]
+    # A shadow-copy store's volume (``0/vss2``) is a folder inside its live volume's.
+    parts = [_local_segment(part) for part in split_volume_label(volume or "%")]
     parts += [_local_segment(seg) for seg in segments]
     return parts
 
