@@ -145,17 +145,17 @@ def test_every_key_slot_tried_key_file(luks, name):
             assert "not cross-checked" in vol.report.details["luks"]["cross_check"]
 
 
-def test_cli_ls_recursive_equals_fls(luks, plain_listing):
-    for name in ("luks1-cbc-essiv", "luks2-xts4k-argon2i", build_luks.MULTISEG):
-        image, v = variant(luks, name)
-        result = CliRunner().invoke(
-            app, ["ls", str(image), "-r", "--json", "--luks-passphrase-env", "PW"],
-            env={"PW": v["passphrase"]},
-        )
-        assert result.exit_code == 0, result.output
-        listed = {json.loads(line)["path"] for line in result.stdout.splitlines()}
-        expected = {p for p in plain_listing if not p.startswith("$OrphanFiles")}
-        assert listed == expected, name
+@pytest.mark.parametrize("name", ALL)
+def test_cli_ls_recursive_equals_fls(luks, plain_listing, name):
+    image, v = variant(luks, name)
+    result = CliRunner().invoke(
+        app, ["ls", str(image), "-r", "--json", "--luks-passphrase-env", "PW"],
+        env={"PW": v["passphrase"]},
+    )
+    assert result.exit_code == 0, result.output
+    listed = {json.loads(line)["path"] for line in result.stdout.splitlines()}
+    expected = {p for p in plain_listing if not p.startswith("$OrphanFiles")}
+    assert listed == expected, name
 
 
 def test_cli_collect_equals_icat(luks, plain_listing, tmp_path):
@@ -417,3 +417,44 @@ def test_corrupted_headers_never_raise(luks, name):
         result = open_luks(Mem(bytes(data)), None, None)
         assert result.info.state == EncryptionState.LOCKED
         assert "\n" not in result.info.reason
+
+
+def test_cross_check_difference_switches_to_pyluksde(luks):
+    """A reader that disagrees with pyluksde is not used: pyluksde decrypts, and says why."""
+    from selective_imager.volumes.luks.cipher import sector_cipher
+    from selective_imager.volumes.luks.layer import LuksStream, _cross_check, _Run
+
+    _, truth = luks
+    image, v = variant(luks, "luks1-cbc-plain")
+    raw = FileStream(str(image), image.stat().st_size)
+    try:
+        size = raw.size - v["payload_offset"]
+        # The right key with the wrong IV scheme (plain64 vs ESSIV): garbage after sector 0.
+        wrong = sector_cipher("aes-cbc-essiv:sha256", bytes.fromhex(v["volume_key_hex"]), 512)
+        bad = LuksStream(raw, [_Run(0, size, v["payload_offset"], 0, wrong, 512)])
+        chosen, handles, note = _cross_check(raw, bad, passphrase(v))
+        assert chosen is not bad and handles
+        assert note == "own reader differs from pyluksde at 0: pyluksde used"
+        plain = chosen.read_at(0, truth["plain_size"])
+        assert hashlib.sha256(plain).hexdigest() == truth["plain_sha256"]
+        for handle in handles:
+            handle.close()
+    finally:
+        raw.close()
+
+
+def test_integrity_segment_refused(luks, tmp_path):
+    """dm-integrity moves the sectors: such a segment is reported, not misread."""
+    image, v = variant(luks, "luks2-ecb")
+    copy = tmp_path / "integrity.img"
+    shutil.copyfile(image, copy)
+    data = copy.read_bytes()
+    hdr_size = int.from_bytes(data[8:16], "big")
+    meta = json.loads(data[4096:hdr_size].split(b"\0", 1)[0])
+    meta["segments"]["0"]["integrity"] = {"type": "hmac(sha256)", "journal_encryption": "none",
+                                          "journal_integrity": "none"}
+    build_luks._rewrite_json(copy, meta)
+    with open_with(copy, passphrase(v)) as disk:
+        (vol,) = disk.volumes
+        assert vol.report.encryption.state == EncryptionState.LOCKED
+        assert "dm-integrity (hmac(sha256)): not supported" in vol.report.error

@@ -151,6 +151,7 @@ class Segment:
         iv_tweak: added to the sector number of the IV, in 512-byte sectors.
         cipher: ``aes-xts-plain64`` form (empty for linear).
         sector_size: encryption sector size (512 or 4096).
+        integrity: the dm-integrity algorithm of an authenticated segment ("" if none).
     """
 
     index: int
@@ -160,6 +161,7 @@ class Segment:
     iv_tweak: int
     cipher: str
     sector_size: int
+    integrity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +455,7 @@ def _luks2_from_json(chosen: _Copy, copy: str, notes: tuple[str, ...]) -> LuksHe
                 iv_tweak=_int(seg.get("iv_tweak", 0)),
                 cipher=str(seg.get("encryption", "")),
                 sector_size=_int(seg.get("sector_size", SECTOR)),
+                integrity=str(seg["integrity"].get("type", "?")) if seg.get("integrity") else "",
             )
         )
     requirements = tuple(

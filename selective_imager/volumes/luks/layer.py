@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.credentials import LUKS_KEY_FILE, LUKS_PASSPHRASE, Credential
-from selective_imager.errors import EncryptionError, short_error
+from selective_imager.errors import EncryptionError, UnsupportedEncryptionError, short_error
 from selective_imager.models import EncryptionInfo, EncryptionState, LayerRef
 from selective_imager.streams import ByteStream, LibyalStream
 from selective_imager.volumes.base import Child, LayerResult, VolumeLayer
@@ -139,7 +139,15 @@ def _engine(seg: Segment, key: bytes) -> SectorCipher | None:
     if seg.kind == "linear":
         return None
     if seg.kind != "crypt":
-        raise EncryptionError(f"segment {seg.index} of type {seg.kind!r} is not supported")
+        raise UnsupportedEncryptionError(
+            f"segment {seg.index} of type {seg.kind!r} is not supported"
+        )
+    if seg.integrity:
+        # dm-integrity interleaves tags with the data: the sectors are not where a plain
+        # crypt segment has them.
+        raise UnsupportedEncryptionError(
+            f"segment {seg.index} has dm-integrity ({seg.integrity}): not supported"
+        )
     return sector_cipher(seg.cipher, key, seg.sector_size)
 
 
