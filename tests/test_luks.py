@@ -458,3 +458,27 @@ def test_integrity_segment_refused(luks, tmp_path):
         (vol,) = disk.volumes
         assert vol.report.encryption.state == EncryptionState.LOCKED
         assert "dm-integrity (hmac(sha256)): not supported" in vol.report.error
+
+
+def test_collect_goes_on_past_a_locked_luks_partition(luks, plain_listing, tmp_path):
+    if shutil.which("sfdisk") is None:
+        pytest.skip("sfdisk not installed (fdisk package)")
+    out_dir, truth = luks
+    disk, _ = _two_partition_disk(luks, tmp_path)
+    container = tmp_path / "c.zip"
+    result = CliRunner().invoke(
+        app, ["collect", str(disk), "-o", str(container), "--json", "--quiet", "--rule", "linux-logs",
+              "--luks-passphrase-env", "W"], env={"W": WRONG},
+    )
+    assert result.exit_code == 1, result.output  # partial: one volume stayed locked
+    summary = json.loads(result.stdout)
+    assert any("LUKS volume locked" in e for e in summary["volume_errors"])
+    with zipfile.ZipFile(container) as zf:
+        items = [json.loads(line) for line in zf.read("manifest.jsonl").decode().splitlines()]
+    collected = {i["path"]: i for i in items if i["outcome"] == "collected"}
+    assert set(collected) == {"var/log/syslog", "var/log/blob.bin"}
+    for path, item in collected.items():
+        assert item["volume"] == 2
+        assert item["hashes"]["sha256"] == oracles.icat_sha256(
+            out_dir / truth["plain"], 0, plain_listing[path]
+        )
