@@ -250,3 +250,50 @@ def test_truncated_container_is_one_line(image, tmp_path):
     result = _invoke("ls", str(bad), "-r")
     line = _one_line_error(result)
     assert "APFS" in line
+
+
+def test_container_in_a_gpt_partition_is_p2_apfs1(image, oracle, tmp_path):
+    """The worklist nests: GPT partition 2 of type APFS holds the container (sfdisk-made)."""
+    sfdisk = need_tool("sfdisk")
+    disk = tmp_path / "gpt-apfs.raw"
+    data = image.read_bytes()
+    with open(disk, "wb") as f:
+        f.truncate(16 << 20)
+    script = (
+        "label: gpt\n"
+        "start=2048, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
+        f"start=4096, size={len(data) // 512}, type=7C3457EF-0000-11AA-AA11-00306543ECAC\n"
+    )
+    subprocess.run([sfdisk, "-q", str(disk)], input=script, text=True, check=True, env=ENV)
+    with open(disk, "r+b") as f:
+        f.seek(4096 * 512)
+        f.write(data)
+    result = _invoke("info", str(disk), "--json")
+    assert result.exit_code == 0, result.output
+    vols = {v["label"]: v for v in json.loads(result.stdout)["volumes"]}
+    assert vols["p2/apfs1"]["filesystem"]["serial"] == oracle["volume"]
+    assert vols["p2/apfs1"]["offset"] == 4096 * 512
+    listing = _invoke("ls", str(disk), "-r", "--json", "--volume", "p2/apfs1")
+    assert listing.exit_code == 0, listing.output
+    paths = {json.loads(x)["path"] for x in listing.stdout.splitlines()}
+    assert paths == {p for p in oracle["paths"] if p}
+
+
+def test_apfs_credentials_on_an_unencrypted_volume(image, tmp_path, monkeypatch):
+    """Given APFS credentials, an unencrypted volume needs none: no prompt is shown, no
+    secret appears, nothing is reported locked."""
+    secret = "s3cret-apfs-Passw0rd"
+    pw = tmp_path / "pw.txt"
+    pw.write_text(secret + "\n")
+    monkeypatch.setenv("APFS_PW", secret)
+    result = CliRunner().invoke(
+        app,
+        ["info", str(image), "--json", "--apfs-password", "--apfs-password-file", str(pw),
+         "--apfs-password-env", "APFS_PW", "--apfs-recovery-key-file", str(pw)],
+        input="typed-secret\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output and "typed-secret" not in result.output
+    assert "password for" not in result.output  # never prompted
+    (vol,) = json.loads(result.stdout)["volumes"]
+    assert vol["encryption"] is None and vol["error"] is None

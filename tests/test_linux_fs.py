@@ -205,3 +205,81 @@ def test_truncated_xfs_is_one_line(xfs, tmp_path):
     bad.write_bytes(image.read_bytes()[: 1 << 20])
     result = CliRunner().invoke(app, ["collect", str(bad), "-o", str(tmp_path / "t.zip"), "--quiet"])
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+
+
+def _iso_ns(text: str) -> int:
+    import datetime as dt
+
+    base, frac = text.rstrip("Z").split(".")
+    when = dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+    return int(when.timestamp()) * 1_000_000_000 + int(frac.ljust(9, "0"))
+
+
+def test_extract_restores_xfs_content_and_mtime(xfs, tmp_path):
+    """``extract`` reads the manifest's ``timestamps.times.modified`` (non-NTFS times)."""
+    image, rows = xfs
+    rule = tmp_path / "everything.yaml"
+    rule.write_text(EVERYTHING)
+    _collect(image, tmp_path, "--rule", str(rule))
+    dest = tmp_path / "out"
+    result = CliRunner().invoke(app, ["extract", str(tmp_path / f"{image.stem}.zip"), str(dest)])
+    assert result.exit_code == 0, result.output
+    (volume_dir,) = [p for p in dest.iterdir() if p.is_dir()]
+    checked = 0
+    for path, row in rows.items():
+        if row["type"] != "file":
+            continue
+        out = volume_dir / path
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == row["sha256"], path
+        assert out.stat().st_mtime_ns == _iso_ns(row["times"]["modified"]), path
+        checked += 1
+    assert checked == sum(1 for r in rows.values() if r["type"] == "file")
+
+
+@pytest.mark.parametrize("meta", ["crc=0", "bigtime=1"], ids=["v4", "v5-bigtime"])
+def test_xfs_other_formats_against_xfs_db(meta, tmp_path):
+    """A v4 file system (no crtime) and a v5 one with big timestamps (the mkfs default),
+    built here from a protofile: times equal what xfs_db prints for each inode."""
+    import datetime as dt
+
+    mkfs = need_tool("mkfs.xfs")
+    data = {"a.txt": b"alpha\n", "b.bin": bytes(range(256)) * 300}
+    for name, content in data.items():
+        (tmp_path / name).write_bytes(content)
+    proto = tmp_path / "proto"
+    proto.write_text(
+        "x\n0 0\nd--755 0 0\n"
+        + "".join(f"{n} ---644 0 0 {tmp_path / n}\n" for n in data)
+        + "d1 d--700 0 0\n$\n$\n"
+    )
+    image = tmp_path / "x.raw"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    env = {**ENV, "TEST_DIR": "/tmp", "TEST_DEV": "/dev/null", "QA_CHECK_FS": "1"}
+    subprocess.run([mkfs, "-q", "-m", meta, "-p", str(proto), str(image)],
+                   check=True, capture_output=True, env=env)
+    entries = _ls(image)
+    inodes = _xfs_db_inodes(image)
+    assert set(entries) == set(inodes) == {"a.txt", "b.bin", "d1"}
+    fields = {"modified": "core.mtime", "changed": "core.ctime", "accessed": "core.atime"}
+    if meta != "crc=0":
+        fields["created"] = "v3.crtime"
+    for path, entry in entries.items():
+        assert entry["entry"] == inodes[path]
+        names = " ".join(f"{f}.sec {f}.nsec" for f in fields.values())
+        text = subprocess.run(
+            [need_tool("xfs_db"), "-r", "-c", f"inode {inodes[path]}", "-c", f"print {names}",
+             str(image)], check=True, capture_output=True, text=True, env=ENV,
+        ).stdout
+        printed = dict(re.findall(r"^(\S+) = (.*)$", text, re.M))
+        for key, field in fields.items():
+            when = dt.datetime.strptime(printed[f"{field}.sec"], "%a %b %d %H:%M:%S %Y")
+            ns = int(when.replace(tzinfo=dt.UTC).timestamp()) * 10**9 + int(printed[f"{field}.nsec"])
+            assert _iso_ns(entry["timestamps"]["times"][key]) == ns, (path, key)
+        if meta == "crc=0":
+            assert entry["timestamps"]["times"]["created"] is None
+    rule = tmp_path / "everything.yaml"
+    rule.write_text(EVERYTHING)
+    items = _collect(image, tmp_path, "--rule", str(rule))
+    got = {i["path"]: i["hashes"]["sha256"] for i in items if not i["stream"]}
+    assert got == {n: hashlib.sha256(c).hexdigest() for n, c in data.items()}

@@ -131,12 +131,30 @@ def _print_info(data: dict[str, Any]) -> None:
                 out.print(f"  [yellow]fallback:[/] {_escape(enc['fallback'])}")
         if vol.get("luks"):
             _print_luks(vol["luks"])
+        if vol.get("apfs_volume"):
+            _print_apfs(vol)
         name = vol["label"] if "/" in vol["label"] else vol["index"]
         if vol["error"]:
             out.print(f"[red]volume {name}: {_escape(vol['error'])}[/]")
         if vol["note"]:
             out.print(f"[yellow]volume {name}: {_escape(vol['note'])}[/]")
         _print_shadow_copies(vol)
+
+
+def _print_apfs(vol: dict[str, Any]) -> None:
+    apfs = vol["apfs_volume"]
+    container = vol.get("apfs_container") or {}
+    out.print(
+        f"volume {vol['label']}: APFS volume {apfs['index']} of "
+        f"{container.get('volumes', '?')} in container {container.get('identifier', '?')}, "
+        f"role {apfs['role']}, {'case-sensitive' if apfs['case_sensitive'] else 'case-insensitive'}"
+        f", {'encrypted' if apfs['encrypted'] else 'not encrypted'}, "
+        f"{apfs['snapshot_count']} snapshot(s)"
+    )
+    for snap in apfs["snapshots"]:
+        out.print(f"  snapshot {_escape(snap['name'])} (xid {snap['xid']}), created {snap['created']}")
+    if apfs.get("snapshot_problem"):
+        out.print(f"  [yellow]snapshots:[/] {_escape(apfs['snapshot_problem'])}")
 
 
 def _print_shadow_copies(vol: dict[str, Any]) -> None:
