@@ -10,6 +10,7 @@ so the cause stays visible.
     SelectiveImagerError
     ├─ SourceError                 the image or device cannot be opened or read
     │  └─ SourceReadError          a byte range cannot be read (also an OSError)
+    │     └─ SourceTruncatedError  the range lies past the end of a truncated image
     ├─ VolumeSystemError           the partition table is damaged or inconsistent
     ├─ EncryptionError
     │  ├─ UnsupportedEncryptionError
@@ -54,6 +55,10 @@ class SourceReadError(SourceError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class SourceTruncatedError(SourceReadError):
+    """A read reaches past the end of the source (a truncated image)."""
 
 
 class VolumeSystemError(SelectiveImagerError):

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from selective_imager.errors import UnsupportedEncryptionError
+from selective_imager.errors import SourceTruncatedError, UnsupportedEncryptionError
 from selective_imager.streams import ByteStream
 from selective_imager.volumes.bitlocker import fve
 
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 
 SUPPORTED_METHODS = (
     fve.METHOD_NONE,
+    fve.METHOD_AES_128_CBC_DIFFUSER,
+    fve.METHOD_AES_256_CBC_DIFFUSER,
     fve.METHOD_AES_128_CBC,
     fve.METHOD_AES_256_CBC,
     fve.METHOD_AES_128_XTS,
@@ -75,6 +77,8 @@ _MAX_ECB_CALL = 8 << 20
 # Reads up to this size reuse a per-thread output buffer (a fresh one per read costs
 # page faults); larger ones get their own.
 _REUSED_OUT = 16 << 20
+# Windows Vista: bytes at the start of the volume left unencrypted in place.
+VISTA_PLAIN_HEADER = 0x2000
 _ONE = np.uint64(1)
 _S7 = np.uint64(7)
 _S2 = np.uint64(2)
@@ -283,6 +287,90 @@ class _CbcSectors:
         np.bitwise_xor(plain[:, 1:], cipher[:, :-1], out=plain[:, 1:])
 
 
+# Elephant diffuser (Ferguson 2006): rotation amounts and cycle counts of A and B.
+_DIFFUSER_A_ROTATIONS = (9, 0, 13, 0)
+_DIFFUSER_B_ROTATIONS = (0, 10, 0, 25)
+_DIFFUSER_A_CYCLES = 5
+_DIFFUSER_B_CYCLES = 3
+
+
+def _rotl_into(src: npt.NDArray[np.uint32], bits: int, tmp: npt.NDArray[np.uint32]) -> None:
+    """``tmp = src <<< bits`` on 32-bit words (``bits`` > 0)."""
+    np.left_shift(src, np.uint32(bits), out=tmp)
+    tmp |= np.right_shift(src, np.uint32(32 - bits))
+
+
+def _diffuser_decrypt(words: npt.NDArray[np.uint32]) -> None:
+    """Undo diffusers B then A in place on ``words`` shaped (words per sector, sectors).
+
+    Decryption direction of both diffusers: for i = 0, 1, ... over ``cycles`` times the
+    sector's words (indices mod n), A adds ``d[i-2] ^ (d[i-5] <<< Ra[i mod 4])`` to d[i]
+    and B adds ``d[i+2] ^ (d[i+5] <<< Rb[i mod 4])``. Each step depends on the one before
+    within a sector, so the loop runs over word positions with every sector of the batch
+    in one vector (rows are contiguous in this layout).
+    """
+    n = words.shape[0]
+    tmp = np.empty(words.shape[1], np.uint32)
+    for i in range(n * _DIFFUSER_B_CYCLES):
+        k = i % n
+        bits = _DIFFUSER_B_ROTATIONS[i % 4]
+        far = words[(k + 5) % n]
+        if bits:
+            _rotl_into(far, bits, tmp)
+            np.bitwise_xor(tmp, words[(k + 2) % n], out=tmp)
+        else:
+            np.bitwise_xor(far, words[(k + 2) % n], out=tmp)
+        words[k] += tmp
+    for i in range(n * _DIFFUSER_A_CYCLES):
+        k = i % n
+        bits = _DIFFUSER_A_ROTATIONS[i % 4]
+        far = words[(k - 5) % n]
+        if bits:
+            _rotl_into(far, bits, tmp)
+            np.bitwise_xor(tmp, words[(k - 2) % n], out=tmp)
+        else:
+            np.bitwise_xor(far, words[(k - 2) % n], out=tmp)
+        words[k] += tmp
+
+
+class _DiffuserCbcSectors:
+    """AES-CBC + Elephant diffuser (Vista's default; Windows 7 offers it too).
+
+    Decryption of a sector at byte offset e: AES-CBC with IV ``E_K(e)``, diffuser B, then
+    diffuser A, then XOR with the sector key ``E_T(e) || E_T(e with byte 15 = 0x80)``
+    (T the tweak key, the second half of the FVEK entry) repeated over the sector.
+    """
+
+    __slots__ = ("_cbc", "_sector_size", "_tweak")
+
+    def __init__(self, data_key: bytes, tweak_key: bytes, sector_size: int) -> None:
+        self._cbc = _CbcSectors(data_key, sector_size)
+        self._tweak = _Ecb(tweak_key)
+        self._sector_size = sector_size
+
+    def decrypt_into(
+        self, src: U8Array, first_offset: int, dst: U8Array, scratch: _Scratch
+    ) -> None:
+        """Decrypt whole sectors read at the physical byte ``first_offset`` into ``dst``."""
+        ss = self._sector_size
+        n = len(src) // ss
+        if not n:
+            return
+        self._cbc.decrypt_into(src, first_offset, dst, scratch)
+        # (words, sectors): one contiguous row per word position.
+        words = np.ascontiguousarray(dst.view(np.uint32).reshape(n, ss // 4).T)
+        _diffuser_decrypt(words)
+        offsets = _positions(scratch, first_offset, n, ss)
+        keys = np.empty((n, 2, 2), _U64)
+        keys[:, 0] = offsets
+        keys[:, 1] = offsets
+        keys[:, 1, 1] |= np.uint64(0x80 << 56)
+        sector_keys = np.empty_like(keys)
+        self._tweak.apply(keys, sector_keys, encrypt=True)
+        plain = dst.view(np.uint32).reshape(n, ss // 32, 8)
+        plain[:] = words.T.reshape(n, ss // 32, 8) ^ sector_keys.view(np.uint32).reshape(n, 1, 8)
+
+
 class _NoEncryption:
     """Method 0 (a decrypted volume that kept its BitLocker metadata)."""
 
@@ -300,11 +388,9 @@ def unsupported_reason(metadata: fve.FveMetadata) -> str:
     method = metadata.method
     if method not in SUPPORTED_METHODS:
         name = fve.METHOD_NAMES.get(method, f"0x{method:04x}")
-        if method in (fve.METHOD_AES_128_CBC_DIFFUSER, fve.METHOD_AES_256_CBC_DIFFUSER):
-            return f"{name} is not supported (no Elephant diffuser here)"
         return f"encryption method {name} is not supported"
-    if metadata.version != 2:
-        return f"FVE metadata version {metadata.version} (Windows Vista) is not supported"
+    if metadata.version not in (1, 2):
+        return f"FVE metadata version {metadata.version} is not supported"
     if metadata.boot.encrypt_on_write:
         # libbde also blanks the EOW information and bitmap blocks; not modelled.
         return "encrypt-on-write (EOW) volumes are not supported"
@@ -320,7 +406,7 @@ def unsupported_reason(metadata: fve.FveMetadata) -> str:
 
 def sector_engine(
     method: int, key: fve.FullVolumeKey | None, sector_size: int
-) -> _XtsSectors | _CbcSectors | _NoEncryption:
+) -> _XtsSectors | _CbcSectors | _DiffuserCbcSectors | _NoEncryption:
     """The decryptor of one method.
 
     Raises:
@@ -341,6 +427,8 @@ def sector_engine(
         )
     if method in (fve.METHOD_AES_128_XTS, fve.METHOD_AES_256_XTS):
         return _XtsSectors(key.data_key(), key.tweak_key(), sector_size)
+    if method in (fve.METHOD_AES_128_CBC_DIFFUSER, fve.METHOD_AES_256_CBC_DIFFUSER):
+        return _DiffuserCbcSectors(key.data_key(), key.tweak_key(), sector_size)
     return _CbcSectors(key.data_key(), sector_size)
 
 
@@ -402,6 +490,10 @@ class FastBdeStream(ByteStream):
         self._plain_from = metadata.encrypted_volume_size
         if self._plain_from >= size + (-size) % ss:
             self._plain_from = 0
+        # Vista: the first 8 KiB stay unencrypted in place; sector 0 is patched back to NTFS.
+        self._vista_mft_mirror = (
+            metadata.mft_mirror_cluster.to_bytes(8, "little") if metadata.version == 1 else b""
+        )
         self._scratch = _Scratch()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -486,19 +578,32 @@ class FastBdeStream(ByteStream):
             head_got -= head_got % ss
             missing = _first_uncovered(start + head_got, hi, self._zeros)
             if missing is not None:
-                raise OSError(
+                raise SourceTruncatedError(
                     f"BitLocker: cannot read the volume header copy for offset {missing}: "
-                    f"the source ends before 0x{phys + head_got:x}"
+                    f"the source ends before 0x{phys + head_got:x}",
+                    missing,
+                    hi - missing,
                 )
             self._decrypt_physical(head, phys, out[: hi - start])
 
         got -= got % ss
         missing = _first_uncovered(start + got, end, exempt)
         if missing is not None:
-            raise OSError(
+            raise SourceTruncatedError(
                 f"BitLocker: cannot read encrypted sector at offset {missing}: the source "
-                f"ends at 0x{start + got:x}"
+                f"ends at 0x{start + got:x}",
+                missing,
+                end - missing,
             )
+        if self._vista_mft_mirror and start < VISTA_PLAIN_HEADER:
+            # Vista leaves the NTFS boot area unencrypted (the sectors were read and
+            # checked above); its boot sector carries the FVE signature and, in the MFT
+            # mirror field, the first metadata cluster: both are put back.
+            hi = min(end, VISTA_PLAIN_HEADER)
+            out[: hi - start] = data[: hi - start]
+            if start == 0:
+                out[3:11] = np.frombuffer(b"NTFS    ", np.uint8)
+                out[56:64] = np.frombuffer(self._vista_mft_mirror, np.uint8)
 
         for lo, hi in self._zeros:
             a, b = max(lo, start), min(hi, end)

@@ -530,11 +530,15 @@ def parse_metadata_block(block: bytes, boot: BootSector, block_offset: int = 0) 
         header_offset = struct.unpack_from("<Q", block, 56)[0]
         area_size = _METADATA_AREA
     elif version == 1:
-        # Vista: the volume header stays in place, unencrypted; libbde does not use an
-        # encrypted size for this version.
-        encrypted_size, header_sectors, header_offset = 0, 0, 0
+        # Vista: the volume header stays in place, unencrypted. The encrypted size is
+        # 0 on a fully encrypted volume and marks the conversion point otherwise
+        # (fvevol.sys's state offset, as dissect.fve reads it).
+        encrypted_size = struct.unpack_from("<Q", block, 16)[0]
+        header_sectors, header_offset = 0, 0
         mft_mirror = struct.unpack_from("<Q", block, 56)[0]
-        area_size = _METADATA_AREA_VISTA
+        # The metadata area is 16 KiB rounded up to whole clusters.
+        cluster = max(1, boot.bytes_per_sector * boot.sectors_per_cluster)
+        area_size = -(-_METADATA_AREA_VISTA // cluster) * cluster
     else:
         raise UnsupportedEncryptionError(f"unsupported FVE metadata version {version}")
 
