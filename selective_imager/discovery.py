@@ -290,8 +290,13 @@ def discover(
 
 def _detect_layer(stream: ByteStream, context: LayerContext) -> type[VolumeLayer] | None:
     for layer in layers():
-        if layer.applies(context) and layer.detect(stream, context):
-            return layer
+        try:
+            if layer.applies(context) and layer.detect(stream, context):
+                return layer
+        except OSError:
+            # An unreadable start (a truncated image) is no layer; the leaf's file-system
+            # step reports the read error.
+            continue
     return None
 
 

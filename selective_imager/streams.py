@@ -142,8 +142,10 @@ class OverlayStream(ByteStream):
 
     def _read_at(self, offset: int, size: int) -> bytes:
         data = bytearray(self.parent.read_at(offset, size))
+        # The parent may be truncated: past its end only the patches are readable, and
+        # the read ends (short) at the first byte neither of them holds.
+        valid_end = offset + len(data)
         if len(data) < size:
-            # The parent may be truncated; overlays still apply within our size.
             data.extend(b"\0" * (size - len(data)))
         end = offset + size
         for start, patch in self.patches:
@@ -153,7 +155,9 @@ class OverlayStream(ByteStream):
             lo = max(start, offset)
             hi = min(p_end, end)
             data[lo - offset : hi - offset] = patch[lo - start : hi - start]
-        return bytes(data)
+            if lo <= valid_end:
+                valid_end = max(valid_end, hi)
+        return bytes(data[: valid_end - offset])
 
 
 class LibyalStream(ByteStream):

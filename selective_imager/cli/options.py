@@ -14,6 +14,7 @@ import typer
 from selective_imager.credentials import (
     APFS_PASSWORD,
     APFS_RECOVERY_KEY,
+    FVEK,
     LUKS_KEY_FILE,
     LUKS_PASSPHRASE,
     PASSWORD,
@@ -79,6 +80,14 @@ ApfsRecoveryFile = Annotated[
         "--apfs-recovery-key-file", help="File holding an APFS (FileVault) recovery key."
     ),
 ]
+FvekFile = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--fvek-file",
+        help="File whose first line is a raw BitLocker full-volume key in hex (e.g. "
+        "recovered from a memory image).",
+    ),
+]
 
 LuksPrompt = Annotated[
     bool,
@@ -120,6 +129,7 @@ class _CredentialOptions:
     apfs_password_file: list[Path] | None = None
     apfs_password_env: list[str] | None = None
     apfs_recovery_key_file: list[Path] | None = None
+    fvek_file: list[Path] | None = None
 
     def build(self) -> PromptingCredentials:
         """Read files and variables now; prompts wait until a locked volume is met."""
@@ -143,6 +153,7 @@ class _CredentialOptions:
         static += [
             credential_from_file(APFS_RECOVERY_KEY, p) for p in self.apfs_recovery_key_file or []
         ]
+        static += [credential_from_file(FVEK, p) for p in self.fvek_file or []]
         ask = tuple(
             kind
             for kind, on in (
@@ -176,6 +187,7 @@ _CREDENTIAL_PARAMETERS = tuple(
         ("apfs_password_file", ApfsPasswordFile, None),
         ("apfs_password_env", ApfsPasswordEnv, None),
         ("apfs_recovery_key_file", ApfsRecoveryFile, None),
+        ("fvek_file", FvekFile, None),
     )
 )
 

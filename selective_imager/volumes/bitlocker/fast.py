@@ -562,17 +562,32 @@ class FastBdeStream(ByteStream):
         return data, len(raw)
 
     def _fill(self, out: U8Array, start: int, end: int) -> None:
-        """Decrypt the virtual sectors [start, end) into ``out``."""
+        """Decrypt the virtual sectors [start, end) into ``out``.
+
+        Raises:
+            SourceTruncatedError: a sector whose bytes are needed lies past the end of
+                the source (checked before anything is decrypted).
+        """
         ss = self._sector_size
         data, got = self._read_raw(start, end - start)
-        self._decrypt_physical(data, start, out)
         exempt = list(self._zeros)  # sectors whose ciphertext is never needed
-
-        # Windows 7+: the first sectors live, encrypted, in the volume-header copy.
         hs = self._header_size
         if start < hs:
-            hi = min(end, hs)
             exempt.append((0, hs))
+        got -= got % ss
+        missing = _first_uncovered(start + got, end, exempt)
+        if missing is not None:
+            raise SourceTruncatedError(
+                f"BitLocker: cannot read encrypted sector at offset {missing}: the source "
+                f"ends at 0x{start + got:x}",
+                missing,
+                end - missing,
+            )
+        self._decrypt_physical(data, start, out)
+
+        # Windows 7+: the first sectors live, encrypted, in the volume-header copy.
+        if start < hs:
+            hi = min(end, hs)
             phys = start + self._header_offset
             head, head_got = self._read_raw(phys, hi - start)
             head_got -= head_got % ss
@@ -586,15 +601,6 @@ class FastBdeStream(ByteStream):
                 )
             self._decrypt_physical(head, phys, out[: hi - start])
 
-        got -= got % ss
-        missing = _first_uncovered(start + got, end, exempt)
-        if missing is not None:
-            raise SourceTruncatedError(
-                f"BitLocker: cannot read encrypted sector at offset {missing}: the source "
-                f"ends at 0x{start + got:x}",
-                missing,
-                end - missing,
-            )
         if self._vista_mft_mirror and start < VISTA_PLAIN_HEADER:
             # Vista leaves the NTFS boot area unencrypted (the sectors were read and
             # checked above); its boot sector carries the FVE signature and, in the MFT

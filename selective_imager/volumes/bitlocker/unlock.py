@@ -253,6 +253,13 @@ def open_bitlocker(
             pending = _start_derivation(plan, cred)
             ok, handle, why = _try_credential(pybde, base, handle, cred)
             tried.append(f"{cred.describe()}: {why}" if why else cred.describe())
+            if not ok and why == _UNLOCK_FAILED and plan.metadata is not None:
+                # libbde failed (not: the credential is wrong), e.g. on a truncated image;
+                # the project's reader opens the volume if the credential's key chain
+                # authenticates.
+                rescued = _rescue(base, plan.metadata, pending, handle, facts, cred.kind)
+                if rescued is not None:
+                    return rescued
             if ok:
                 unlocked_with = cred.kind
                 unlocking = cred
@@ -297,6 +304,41 @@ def open_bitlocker(
         **facts,
     )
     return BitLockerVolume(info, _BdeStream(handle, size), handle)
+
+
+_UNLOCK_FAILED = "unlock failed"
+
+
+def _rescue(
+    base: ByteStream,
+    metadata: FveMetadata,
+    pending: Future[FullVolumeKey] | None,
+    handle: Any,
+    facts: dict[str, Any],
+    kind: str,
+) -> BitLockerVolume | None:
+    """The volume opened without libbde once libbde's unlock failed, or None."""
+    if pending is None:
+        return None
+    try:
+        from selective_imager.volumes.bitlocker import own
+
+        stream = own.stream_for(base, metadata, pending.result())
+    except (ImportError, SelectiveImagerError, OSError, ValueError, struct.error):
+        return None  # the credential does not open it either: stays locked
+    handle.close()
+    info = EncryptionInfo(
+        state=EncryptionState.UNLOCKED,
+        unlocked_with=kind,
+        decryptor=BACKEND_OPENSSL,
+        decryptor_note=(
+            "libbde opened the volume but failed to unlock it (a read error, not a wrong "
+            "credential): decrypted by the project's FVE reader and OpenSSL, whose key "
+            "chain the credential authenticated; not cross-checked against libbde"
+        ),
+        **facts,
+    )
+    return BitLockerVolume(info, stream, None)
 
 
 def _locked(reason: str, facts: dict[str, Any]) -> BitLockerVolume:
@@ -567,7 +609,7 @@ def _try_credential(
     try:
         ok = bool(handle.unlock()) and not handle.is_locked()
     except OSError:
-        return False, handle, "unlock failed"
+        return False, handle, _UNLOCK_FAILED
     return ok, handle, "" if ok else "wrong"
 
 
