@@ -153,7 +153,8 @@ def checked(reader: Callable[[Path], outputs.Output], expected: dict) -> Callabl
     return read
 
 
-def collection_tools(img: Path, expected: dict, bitlocker: bool, peer_errors: dict) -> list[Tool]:
+def collection_tools(img: Path, expected: dict, bitlocker: bool, peer_errors: dict,
+                     plain_twin: Path | None = None) -> list[Tool]:
     rule = str(RULES / "bench-like-for-like.yaml")
     creds: tuple[str, ...] = ()
     acq_extra: tuple[str, ...] = ()
@@ -167,6 +168,11 @@ def collection_tools(img: Path, expected: dict, bitlocker: bool, peer_errors: di
     read_ie = checked(lambda d: outputs.read_image_export(d / "export"), expected)
     tools = []
     if bitlocker:
+        if plain_twin is not None:
+            # The same collection from the unencrypted twin, interleaved in the same
+            # rounds: the BitLocker overhead as a ratio from one run.
+            tools.append(Tool("ours-plain", "selective-imager (zip) on the plain twin (win1g)",
+                              "bound", ours_collect(plain_twin, rule), read_ours))
         tools += [
             Tool("ours", "selective-imager (zip, default decryptor)", "ours",
                  ours_collect(img, rule, *creds), read_ours, ok_rcs=(0,)),
@@ -339,6 +345,8 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before every run (hashing always does)")
     ap.add_argument("--no-install", action="store_true", help="do not (re)install peer venvs")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="run only our tool (and bounds), e.g. to measure the BitLocker overhead")
     ap.add_argument("--keep-outputs", action="store_true",
                     help="keep each tool's last output under bench/.cache/out/")
     args = ap.parse_args()
@@ -388,9 +396,15 @@ def main() -> None:
         meta = wl.build("bitlocker1g", False)
         img = wl.IMAGES / meta["image"]
         exp = outputs.expected_set(meta)
+        twin = wl.IMAGES / wl.build("win1g", False)["image"]
+        if not args.cold:
+            prime(twin)
+        tools = collection_tools(img, exp, True, peer_errors, plain_twin=twin)
+        if args.no_peers:
+            tools = [t for t in tools if t.kind != "peer"]
         W["bitlocker1g"] = rw(
             "bitlocker1g", "the same disk, NTFS in BitLocker AES-XTS-128 (password)", img,
-            collection_tools(img, exp, True, peer_errors), rounds, cold=args.cold,
+            tools, rounds, cold=args.cold,
             notes=["image_export misses every profile hive here (it found them on the plain "
                    "disk): beyond the 4 files of the selection difference, a silent loss"])
     if want("bde-read"):

@@ -168,6 +168,23 @@ def test_cbc_engine_equals_per_sector_cbc(sector_size, key_size):
     assert out.tobytes() == expected
 
 
+@pytest.mark.parametrize("sector_size", [512, 4096])
+def test_diffuser_engine_inverts_the_fixture_writer(sector_size):
+    """The batched (numpy) Elephant diffuser decryption undoes the fixture writer's
+    independent, word-by-word encryption (Ferguson's description)."""
+    sys.path.insert(0, str(FIXTURES))
+    import bitlocker_writer
+
+    fvek = os.urandom(64)  # FVEK in bytes 0-15, TWEAK key in 32-47 (AES-128)
+    plain = os.urandom(12 * sector_size)
+    first = 5 * 2**30 + 3 * sector_size
+    cipher = bitlocker_writer._cbc_encrypt(fvek, plain, first, sector_size, diffuser=True)
+    engine = fastbde._DiffuserCbcSectors(fvek[:16], fvek[32:48], sector_size)
+    out = np.empty(len(cipher), np.uint8)
+    engine.decrypt_into(np.frombuffer(cipher, np.uint8), first, out, fastbde._Scratch())
+    assert out.tobytes() == plain
+
+
 # ----------------------------------------------------------------------- the fixture
 
 

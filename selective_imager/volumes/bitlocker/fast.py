@@ -14,6 +14,10 @@ Here a whole read is decrypted with a handful of large calls:
   little-endian u64 pairs), then ``P = D_K1(C ^ M) ^ M`` with one ECB call.
 * AES-CBC (no diffuser): the IVs ``E_K(byte offset)`` from one ECB call, one ECB
   decryption of the buffer, then the XOR with the previous ciphertext block or the IV.
+* AES-CBC + Elephant diffuser (Vista's default, offered by Windows 7): the CBC step above,
+  then diffusers B and A undone word position by word position with every sector of the
+  batch in one numpy vector (their steps depend on each other within a sector), then the
+  XOR with each sector's key ``E_T(e) || E_T(e | 0x80 << 120)`` from one ECB call.
 
 The volume is presented exactly as libbde presents it
 (``libbde_sector_data_read_file_io_handle``):
@@ -21,17 +25,21 @@ The volume is presented exactly as libbde presents it
 * virtual sectors inside one of the three FVE metadata areas read as zeros;
 * the volume-header copy reads as zeros, and the first ``volume_header_size`` bytes
   come from the copy, decrypted with the copy's own sector numbers;
-* sectors at or past the encrypted volume size (a conversion in progress) are plain;
-* a sector whose ciphertext cannot be read (a truncated image) fails the read with
-  ``OSError``, as pybde does.
+* sectors whose physical offset is at or past the encrypted volume size (a conversion
+  paused or in progress; the volume-header copy too, by its own offset) are plain;
+* Windows Vista (metadata version 1): the first 8 KiB are unencrypted in place, and
+  sector 0 gets ``NTFS    `` back at byte 3 and the MFT-mirror cluster from the metadata
+  block header at 0x38 (where Vista keeps metadata area 1's cluster); the metadata
+  areas are 16 KiB rounded up to whole clusters;
+* a sector whose bytes cannot be read (a truncated image) fails the read with
+  :class:`~selective_imager.errors.SourceTruncatedError` (an ``OSError`` too, as pybde
+  raises), checked before anything is decrypted.
 
 Not supported (:class:`FastBdeStream` raises
 :class:`~selective_imager.errors.UnsupportedEncryptionError` and the caller keeps pybde):
-the Elephant diffuser methods (AES-CBC + diffuser, Vista and Windows 7); Windows Vista
-metadata (version 1: Vista's default method has the diffuser anyway, and on a volume
-built to test it pybde restored a different MFT-mirror field in sector 0 than the
-format documentation describes); volumes with "encrypt on write" (EOW) metadata, whose
-EOW blocks libbde also shows as zeros.
+volumes with "encrypt on write" (EOW) metadata (used-space-only encryption, and what
+Windows leaves on a decrypted volume), whose EOW bitmaps say sector by sector what is
+encrypted: not read here.
 
 Work buffers are per thread and nothing else changes after construction: one stream may
 be read from several threads (when its raw stream allows that, as

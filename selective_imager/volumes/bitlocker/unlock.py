@@ -7,11 +7,18 @@ pybde unlocks the volume (it decides whether a credential is right). Then the Op
 fast path (:mod:`selective_imager.volumes.bitlocker.fve` derives the full-volume key from the same
 credential, :class:`~selective_imager.volumes.bitlocker.fast.FastBdeStream` decrypts in bulk) is
 compared with pybde's output on the first and last MiB, 32 windows spread over the
-volume and every layout boundary; it is used only if every byte is equal. Otherwise,
-or when the method is not supported (Elephant diffuser, encrypt-on-write), pybde keeps
-decrypting and ``EncryptionInfo.decryptor_note`` says why. The environment variable
+volume and every layout boundary; it is used only if every byte is equal (one known
+pybde deviation excused: see :func:`_vista_boot_sector_as_windows`). Otherwise, or when
+the layout is not supported (encrypt-on-write), pybde keeps decrypting and
+``EncryptionInfo.decryptor_note`` says why. The environment variable
 ``SELECTIVE_IMAGER_BDE_BACKEND=pybde`` (or ``backend="pybde"``) switches the fast path
 off, e.g. to benchmark pybde.
+
+Where pybde cannot serve, :mod:`selective_imager.volumes.bitlocker.own` opens the volume
+with the project's reader alone (the key chain authenticated by its AES-CCM tags) and
+the note says that libbde did not cross-check it: libbde refuses the volume (some Vista
+volumes), its unlock fails on a read error (a truncated image), or the credential is a
+raw full-volume key (``--fvek-file``), which pybde cannot take.
 
 References:
     - libyal libbde, "BitLocker Drive Encryption (BDE) format" (FVE metadata layout).
