@@ -93,6 +93,7 @@ class VolumeReport:
                 "reason": enc.reason or None,
                 "decryptor": enc.decryptor or None,
                 "decryptor_note": enc.decryptor_note or None,
+                "conversion": enc.conversion or None,
             },
             "filesystem": None
             if fs is None

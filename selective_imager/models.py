@@ -248,7 +248,10 @@ class EncryptionInfo:
         decryptor: what decrypts the volume: ``openssl`` (the fast path, checked
             against pybde when the volume was opened) or ``pybde``; empty when locked.
         decryptor_note: why pybde decrypts it (fast path unsupported, failed, differed
-            from pybde, or switched off); empty when ``openssl`` is used.
+            from pybde, or switched off), or why libbde did not cross-check the
+            ``openssl`` decryption; empty when it did.
+        conversion: set when an encryption or decryption was paused or is in progress:
+            how much is encrypted and the FVE states.
     """
 
     type: str
@@ -263,6 +266,7 @@ class EncryptionInfo:
     reason: str = ""
     decryptor: str = ""
     decryptor_note: str = ""
+    conversion: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import uuid
 import zipfile
 
 import pybde
@@ -150,6 +152,50 @@ def test_unlocks_byte_equal_to_the_plain_twin(opened, plain, name):
     # Unaligned reads across the Vista plain header and the paused conversion point.
     for offset, size in ((511, 700), (8100, 300), (0xBFF00, 600), (0xC0001, 5000)):
         assert bde.stream.read_at(offset, size) == plain[offset : offset + size]
+
+
+def test_paused_conversion_is_reported(opened):
+    assert opened["bitlocker-vista"][1].info.conversion == ""
+    note = opened["bitlocker-paused"][1].info.conversion
+    assert note.startswith("encryption paused or in progress: 786,432 bytes")
+    assert "FVE state switching to encrypted" in note
+
+
+def test_paused_decryption_built_here_reads_as_the_plain_twin(plain, tmp_path):
+    """A decryption paused with 1.3 MiB still encrypted (Windows decrypts from the back,
+    so the front stays encrypted): here the volume-header copy lies below the point, so
+    it is encrypted, unlike in the committed paused-encryption fixture."""
+    sys.path.insert(0, str(FIXTURES))
+    import bitlocker_writer
+
+    path = tmp_path / "decrypting.raw"
+    facts = bitlocker_writer.encrypt_ntfs_volume(
+        plain,
+        path,
+        password="Decrypt-Passw0rd!",
+        recovery_password=bitlocker_writer.generate_recovery_password("decrypting"),
+        volume_guid=uuid.UUID("b1e0c0de-0000-4000-8000-00000000dec0"),
+        fvek=hashlib.sha256(b"decrypting FVEK").digest(),
+        vmk=hashlib.sha256(b"decrypting VMK").digest(),
+        salts=(bytes(range(16)), bytes(range(16, 32))),
+        nonce_time=133537617300000000,
+        description="decrypting",
+        encrypted_size=0x150000,
+        states=(5, 1),
+    )
+    assert facts["volume_header_offset"] < 0x150000
+    raw = path.read_bytes()
+    assert raw[0x1A0000:0x1B0000] == plain[0x1A0000:0x1B0000]  # past the point: plain
+    with open_source(path) as src:
+        bde = open_bitlocker(
+            src.stream, StaticCredentials([Credential("password", "Decrypt-Passw0rd!")])
+        )
+        try:
+            assert bde.info.decryptor == "openssl", bde.info.decryptor_note
+            assert bde.info.conversion.startswith("decryption paused or in progress: 1,376,256")
+            assert bde.stream.read_at(0, len(plain)) == plain
+        finally:
+            bde.close()
 
 
 def test_vista_method_and_boot_sector(opened, plain):

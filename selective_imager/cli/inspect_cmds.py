@@ -125,6 +125,8 @@ def _print_info(data: dict[str, Any]) -> None:
                 + (f", unlocked with {enc['unlocked_with']}" if enc["unlocked_with"] else "")
                 + (f", decrypted with {enc['decryptor']}" if enc.get("decryptor") else "")
             )
+            if enc.get("conversion"):
+                out.print(f"  [yellow]conversion:[/] {_escape(enc['conversion'])}")
             if enc.get("decryptor_note"):
                 out.print(f"  [yellow]decryptor:[/] {_escape(enc['decryptor_note'])}")
             if enc["fallback"]:

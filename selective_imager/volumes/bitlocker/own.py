@@ -79,7 +79,23 @@ def metadata_facts(metadata: fve.FveMetadata) -> dict[str, object]:
         "volume_guid": str(metadata.volume_identifier),
         "description": metadata.description,
         "created": Timestamp.from_filetime(metadata.created) if metadata.created else None,
+        "conversion": conversion(metadata),
     }
+
+
+# FVE states (block header): 1 decrypted, 4 encrypted; others convert between them.
+_STATE_NAMES = {1: "decrypted", 2: "switching (dirty)", 3: "paused", 4: "encrypted", 5: "switching"}
+
+
+def conversion(metadata: fve.FveMetadata) -> str:
+    """How far a paused or running conversion got, or "" for a settled volume."""
+    if metadata.state == metadata.next_state and metadata.state in (1, 4):
+        return ""
+    way = "decryption" if metadata.next_state == 1 else "encryption"
+    size = metadata.encrypted_volume_size
+    done = f"{size:,} bytes from the start encrypted, the rest plain" if size else "size unknown"
+    names = (_STATE_NAMES.get(s, str(s)) for s in (metadata.state, metadata.next_state))
+    return f"{way} paused or in progress: {done} (FVE state {' to '.join(names)})"
 
 
 def raw_full_volume_key(text: str, metadata: fve.FveMetadata) -> fve.FullVolumeKey:

@@ -229,6 +229,10 @@ def open_bitlocker(
     tried: list[str] = []
     # Read before unlocking, in this thread: the derivation thread touches no stream.
     plan = _plan_fast_path(base) if backend == BACKEND_OPENSSL else _FastPlan(None, "")
+    if plan.metadata is not None:
+        from selective_imager.volumes.bitlocker.own import conversion
+
+        facts["conversion"] = conversion(plan.metadata)
     if not handle.is_locked():
         unlocked_with = (
             "clear_key" if "clear_key" in protectors else ("none" if method == 0 else "")
