@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 from selective_imager.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    RulePathOption,
     _errors,
     _escape,
     _human,
     _open,
+    _rule_specs,
     _Unrecognised,
     _vss_options,
     app,
@@ -122,8 +124,14 @@ def collect(
     ] = None,
     rule: Annotated[
         list[str] | None,
-        typer.Option("--rule", "-r", help="Rule name or rule file (repeatable). Default: triage."),
+        typer.Option(
+            "--rule",
+            "-R",
+            help="Rule name (ours, a KAPE target or ForensicArtifacts name from --rule-path), "
+            "rule file or rule folder (repeatable). Default: triage.",
+        ),
     ] = None,
+    rule_path: RulePathOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be collected; copy nothing.")
     ] = False,
@@ -156,7 +164,12 @@ def collect(
     evidence: Annotated[str, typer.Option("--evidence", help="Evidence number.")] = "",
     examiner: Annotated[str, typer.Option("--examiner", help="Examiner name.")] = "",
     notes: Annotated[str, typer.Option("--notes", help="Free-text notes.")] = "",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print nothing but errors (the exit code says how it ended)."
+        ),
+    ] = False,
     vss: Annotated[
         str | None,
         typer.Option(
@@ -202,7 +215,8 @@ def collect(
         if output is not None and output.exists() and not force and not dry_run:
             raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
         discovery = _vss_options(vss, vss_since)
-        ruleset = resolve(rule or ["triage"])
+        specs, folders = _rule_specs(rule or [], rule_path)
+        ruleset = resolve(specs or ["triage"], rule_paths=folders)
         creds = credentials.build()
         with _open(source, creds, discovery) as disk:
             if dry_run:
@@ -234,7 +248,8 @@ def collect(
                     err.print(f"interrupted: {output} was finished as incomplete")
                     raise typer.Exit(EXIT_PARTIAL)
                 code = report.exit_code
-                _print_collect_summary(report, json_output)
+                if json_output or not quiet:
+                    _print_collect_summary(report, json_output)
     raise typer.Exit(code)
 
 

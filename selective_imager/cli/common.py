@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -219,3 +220,27 @@ def _pick_store(disk: Disk, live: OpenVolume, index: int) -> OpenVolume:
     raise _Unrecognised(
         f"volume {live.report.volume.index}: no shadow copy {index} (stores: {have})"
     )
+
+RulePathOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rule-path",
+        help="Folder of rule files (ours, KAPE .tkape, ForensicArtifacts) whose rules "
+        "--rule may name (repeatable; also $SELECTIVE_IMAGER_RULE_PATH).",
+    ),
+]
+
+
+def _rule_specs(rules: list[str], rule_paths: list[Path] | None) -> tuple[list[str], list[Path]]:
+    """Split ``--rule`` values into names/files and folders; add the env rule paths.
+
+    A folder given as ``--rule`` is a rule path: it names no rule itself.
+    """
+    from selective_imager.selection.rulepath import rule_paths_from_env
+
+    specs = [r for r in rules if not Path(r).is_dir()]
+    folders = [Path(r) for r in rules if Path(r).is_dir()]
+    for folder in rule_paths or []:
+        if not folder.is_dir():
+            raise _Unrecognised(f"--rule-path {folder}: not a folder")
+    return specs, [*folders, *(rule_paths or []), *rule_paths_from_env()]

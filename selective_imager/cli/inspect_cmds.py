@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -241,8 +242,14 @@ def ls(
                 vol = _pick_store(disk, vol, vss)
             fs = vol.filesystem
             assert fs is not None
+            path, drive = _volume_path(path)
+            if drive:
+                err.print(
+                    f"note: drive letter {drive} dropped: listing volume {vol.report.label} "
+                    "(choose the volume with --volume)"
+                )
             try:
-                start = fs.lookup(path.strip("/"))
+                start = fs.lookup(path)
             except PathNotFoundError:
                 where = vol.report.label if vol.report.snapshot else vol.report.volume.index
                 raise _Unrecognised(f"{path}: not found on volume {where}") from None
@@ -265,6 +272,8 @@ def ls(
                     report(start, FilesystemError(problem))
                 entries = iter(listing.entries)
             damaged = 0
+            if not json_output:
+                print(f"{'t':1} {'entry-seq':>12} {'size':>12} {'modified (UTC)':<28} path")
             for entry in entries:
                 damaged += bool(entry.damage)
                 if json_output:
@@ -275,14 +284,35 @@ def ls(
     raise typer.Exit(code)
 
 
+_DRIVE = re.compile(r"^([A-Za-z]:)(?:[/\\]|$)")
+
+
+def _volume_path(text: str) -> tuple[str, str]:
+    """``C:\\Windows`` -> (``Windows``, ``C:``): a path inside a volume, and a dropped drive."""
+    match = _DRIVE.match(text)
+    drive = match.group(1).upper() if match else ""
+    if match:
+        text = text[match.end() :]
+    return text.replace("\\", "/").strip("/"), drive
+
+
+def _printable(text: str) -> str:
+    """A name with control characters escaped, so a hostile name cannot drive the terminal."""
+    return "".join(
+        ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+
+
 def _print_entry(entry: FileEntry) -> None:
     kind = "d" if entry.is_directory else "l" if entry.link_target else "r"
     ref = f"{entry.entry}-{entry.sequence}" if entry.sequence is not None else f"{entry.entry}"
     times = entry.si or entry.times
     modified = times.modified.isoformat() if times and times.modified else "-"
     deleted = "" if entry.allocated else " (deleted)"
-    damaged = f" (damaged: {entry.damage})" if entry.damage else ""
-    link = f" -> {entry.link_target}" if entry.link_target else ""
-    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {entry.path}{link}{deleted}{damaged}")
+    damaged = f" (damaged: {_printable(entry.damage)})" if entry.damage else ""
+    link = f" -> {_printable(entry.link_target)}" if entry.link_target else ""
+    name = _printable(entry.path)
+    print(f"{kind} {ref:>12} {entry.size:>12} {modified:<28} {name}{link}{deleted}{damaged}")
     for stream in entry.streams:
-        print(f"{kind} {ref:>12} {stream.size:>12} {'':<28} {entry.path}:{stream.name}")
+        print(f"{kind} {ref:>12} {stream.size:>12} {'':<28} {name}:{_printable(stream.name)}")

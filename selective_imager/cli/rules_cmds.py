@@ -13,8 +13,10 @@ from selective_imager.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    RulePathOption,
     _errors,
     _escape,
+    _rule_specs,
     _Unrecognised,
     app,
     err,
@@ -62,16 +64,57 @@ def rules_list(
     out.print(table)
 
 
+@rules_app.command("search")
+def rules_search(
+    word: Annotated[str, typer.Argument(help="Word to look for in names, titles and paths.")],
+    rule_path: RulePathOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find rules by word across the library and the rule paths."""
+    from selective_imager.selection.rulepath import RulePath
+    from selective_imager.selection.rules import library_dir, load_library
+
+    with _errors():
+        _, folders = _rule_specs([], rule_path)
+        needle = word.lower()
+        rows: list[dict[str, Any]] = [
+            {"name": r.name, "kind": "library", "title": r.title, "file": r.source_file}
+            for r in sorted(load_library().values(), key=lambda r: r.name)
+            if needle in r.name.lower() or needle in r.title.lower()
+        ]
+        rows += [
+            {"name": e.name, "kind": e.kind, "title": e.title, "file": e.spec}
+            for e in RulePath(folders).search(word)
+            if Path(e.spec.split("#", 1)[0]).parent != library_dir()
+        ]
+    if json_output:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"Rules matching {word!r}")
+    for col in ("name", "kind", "title", "file"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            _escape(row["name"]), row["kind"], _escape(row["title"]), _escape(row["file"])
+        )
+    out.print(table)
+    if not rows:
+        err.print(f"no rule matches {word!r}")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @rules_app.command("show")
 def rules_show(
     name: Annotated[str, typer.Argument(help="Rule name or rule file.")],
+    rule_path: RulePathOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A rule with its includes expanded: every target and path it selects."""
     from selective_imager.selection.rules import resolve
 
     with _errors():
-        ruleset = resolve([name])
+        specs, folders = _rule_specs([name], rule_path)
+        ruleset = resolve(specs, rule_paths=folders)
     data: dict[str, Any] = {
         "requested": list(ruleset.requested),
         "rules": [

@@ -24,7 +24,9 @@ from selective_imager.errors import RuleError
 from selective_imager.selection.globs import GlobError, compile_glob
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+
+    from selective_imager.selection.rulepath import RulePath
 
 __all__ = [
     "DEFAULT_RULE",
@@ -706,7 +708,12 @@ def _check_graph(rules: Mapping[str, Rule], start: Iterable[str]) -> list[RuleEr
     return problems
 
 
-def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) -> RuleSet:
+def resolve(
+    specs: Iterable[str],
+    *,
+    library: Mapping[str, Rule] | None = None,
+    rule_paths: Iterable[Path] = (),
+) -> RuleSet:
     """Resolve rule names and rule files into a :class:`RuleSet`.
 
     Each spec is a library rule name, or a path to a rule file (ours, ``.tkape`` or
@@ -715,6 +722,12 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
     over library rules of the same name; includes are looked up among the given
     files first, then the library. A KAPE compound's referenced ``.tkape`` files are
     loaded from the KAPE ``Targets`` folder it lives in.
+
+    A name that is neither a file nor a library rule is looked up in ``rule_paths``
+    (:mod:`selective_imager.selection.rulepath`: our names, KAPE target names,
+    ForensicArtifacts names). An include that no given file or library rule defines
+    is looked up beside the file that includes it, then in the rule paths, so a rule
+    set converted by ``rules import`` is usable as it is.
 
     Raises:
         RuleValidationError: unknown names, invalid files, duplicate names among the
@@ -728,38 +741,48 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
             loaded_library.append(load_library())
         return loaded_library[0]
 
+    from selective_imager.selection.rulepath import RulePath
+
+    paths = RulePath(rule_paths)
     problems: list[RuleError] = []
     from_files: dict[str, Rule] = {}
     requested: list[str] = []
+
+    def load(spec: str, request: bool) -> None:
+        try:
+            direct, loaded = _load_with_dependencies(spec)
+        except RuleValidationError as exc:
+            problems.extend(exc.errors)
+            return
+        except RuleError as exc:
+            problems.append(exc)
+            return
+        for rule in loaded:
+            if not _add_unique(from_files, rule, problems):
+                continue
+            if request and rule.name in direct and rule.name not in requested:
+                requested.append(rule.name)
+
     for spec in specs:
         if _is_file_spec(spec):
-            try:
-                direct, loaded = _load_with_dependencies(spec)
-            except RuleValidationError as exc:
-                problems.extend(exc.errors)
-                continue
-            except RuleError as exc:
-                problems.append(exc)
-                continue
-            for rule in loaded:
-                if not _add_unique(from_files, rule, problems):
-                    continue
-                if rule.name in direct and rule.name not in requested:
-                    requested.append(rule.name)
+            load(spec, True)
         elif spec in lib():
             if spec not in requested:
                 requested.append(spec)
+        elif (entry := paths.find(spec)) is not None:
+            load(entry.spec, True)
         else:
+            where = " or the rule paths" if paths.folders else ""
             problems.append(
                 RuleError(
                     spec,
                     None,
-                    f"no rule named {spec!r} in the library and no such file",
-                    "see rules list",
+                    f"no rule named {spec!r} in the library{where} and no such file",
+                    "see rules list, rules search WORD, or add --rule-path DIR",
                 )
             )
     if any(name not in from_files for rule in from_files.values() for name in rule.include):
-        lib()
+        _load_missing_includes(from_files, lib(), paths, load)
     available: dict[str, Rule] = {**(loaded_library[0] if loaded_library else {}), **from_files}
     problems.extend(_check_graph(available, requested))
     if problems:
@@ -780,6 +803,38 @@ def resolve(specs: Iterable[str], *, library: Mapping[str, Rule] | None = None) 
                 roots[name].append(top)
             stack.extend(available[name].include)
     return RuleSet(tuple(requested), reached, {k: tuple(v) for k, v in roots.items()})
+
+
+def _load_missing_includes(
+    from_files: dict[str, Rule],
+    library: Mapping[str, Rule],
+    paths: RulePath,
+    load: Callable[[str, bool], None],
+) -> None:
+    """Load includes defined neither by the given files nor by the library.
+
+    Each is looked up beside the file that includes it, then in the rule paths;
+    what is still missing is reported by the include check that follows.
+    """
+    from selective_imager.selection.rulepath import RulePath
+
+    tried: set[str] = set()
+    while True:
+        missing = [
+            (name, rule)
+            for rule in list(from_files.values())
+            for name in rule.include
+            if name not in from_files and name not in library and name not in tried
+        ]
+        if not missing:
+            return
+        for name, rule in missing:
+            tried.add(name)
+            source = Path(rule.source_file)
+            beside = RulePath([source.parent]) if source.is_file() else RulePath([])
+            entry = beside.find(name) or paths.find(name)
+            if entry is not None:
+                load(entry.spec, False)
 
 
 def validate_files(
