@@ -137,7 +137,7 @@ def oracle(image: Path, mounted: Path) -> dict[str, dict[str, str]]:
 def collected(image: Path, rule: Path, tmp_path_factory: pytest.TempPathFactory):
     """``collect --vss`` on the reference volume: (summary, manifest, zip path)."""
     out = tmp_path_factory.mktemp("vsscollect") / "case.zip"
-    done = cli("collect", str(image), "-o", str(out), "--vss", "-r", str(rule),
+    done = cli("collect", str(image), "-o", str(out), "--vss", "--rule", str(rule),
                "--disk-hash", "none", "-q", "--json")
     summary = json.loads(done.stdout)
     with zipfile.ZipFile(out) as zf:
@@ -262,7 +262,7 @@ def test_unchanged_items_are_not_read_and_equal_the_store(collected, oracle) -> 
 
 def test_store_selection(image: Path, rule: Path, oracle_stores) -> None:
     def labels(*vss: str) -> set[str]:
-        done = cli("collect", str(image), "--dry-run", "--json", "-r", str(rule), *vss)
+        done = cli("collect", str(image), "--dry-run", "--json", "--rule", str(rule), *vss)
         return {item["volume_label"] for item in json.loads(done.stdout)["items"]}
 
     assert labels() == {"v0"}
@@ -312,7 +312,7 @@ def test_damaged_store_block_list(damaged, rule: Path, tmp_path: Path) -> None:
     listed = json.loads(cli("info", str(image), "--json").stdout)["volumes"][0]["shadow_copies"]
     assert "block list unreadable" in listed[0]["error"] and listed[1]["error"] is None
     out = tmp_path / "case.zip"
-    done = cli("collect", str(image), "-o", str(out), "--vss", "-r", str(rule),
+    done = cli("collect", str(image), "-o", str(out), "--vss", "--rule", str(rule),
                "--disk-hash", "none", "-q", "--json", check=1)
     summary = json.loads(done.stdout)
     assert any("vss1" in e and "block list unreadable" in e for e in summary["volume_errors"])
@@ -332,7 +332,7 @@ def test_damaged_catalog(damaged, rule: Path, tmp_path: Path) -> None:
     assert volume["filesystem"]["type"] == "ntfs"
     assert "unreadable" in volume["shadow_copies_error"]
     out = tmp_path / "case.zip"
-    done = cli("collect", str(image), "-o", str(out), "--vss", "-r", str(rule),
+    done = cli("collect", str(image), "-o", str(out), "--vss", "--rule", str(rule),
                "--disk-hash", "none", "-q", "--json", check=1)
     summary = json.loads(done.stdout)
     assert summary["counts"]["collected"] > 0
@@ -359,7 +359,7 @@ def test_shadow_copies_inside_a_partition(image: Path, rule: Path, oracle, tmp_p
     volume = json.loads(cli("info", str(disk), "--json").stdout)["volumes"][0]
     assert volume["label"] == "p1" and len(volume["shadow_copies"]) == 2
     out = tmp_path / "case.zip"
-    cli("collect", str(disk), "-o", str(out), "--vss", "-r", str(rule), "--disk-hash", "none", "-q")
+    cli("collect", str(disk), "-o", str(out), "--vss", "--rule", str(rule), "--disk-hash", "none", "-q")
     with zipfile.ZipFile(out) as zf:
         manifest = [json.loads(line) for line in zf.read("manifest.jsonl").splitlines()]
     got = {(r["volume_label"], _name(r)): r["hashes"]["sha256"] for r in manifest}
