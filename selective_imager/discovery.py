@@ -179,6 +179,7 @@ class Disk:
                 "segments": list(info.segments),
                 "is_device": info.is_device,
                 "details": dict(info.details),
+                "chain": [c.as_dict() for c in info.chain],
             },
             "partition_table": None
             if self.table is None

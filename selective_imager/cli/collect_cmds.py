@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 from selective_imager.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    ParentOption,
     RulePathOption,
     _errors,
     _escape,
     _human,
     _open,
     _rule_specs,
+    _source_options,
     _Unrecognised,
     _vss_options,
     app,
@@ -118,7 +120,7 @@ def _parse_size(text: str) -> int:
 @app.command()
 @_with_credentials
 def collect(
-    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Container file to write (.zip).")
     ] = None,
@@ -190,6 +192,7 @@ def collect(
             "it as the live file without reading it).",
         ),
     ] = False,
+    parent: ParentOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
@@ -218,7 +221,7 @@ def collect(
         specs, folders = _rule_specs(rule or [], rule_path)
         ruleset = resolve(specs or ["triage"], rule_paths=folders)
         creds = credentials.build()
-        with _open(source, creds, discovery) as disk:
+        with _open(source, creds, discovery, parents=parent) as disk:
             if dry_run:
                 code = _dry_run(disk, ruleset, volume, strategy, json_output)
             else:
@@ -368,7 +371,7 @@ def _dry_run(
 # -- hash -------------------------------------------------------------------
 @app.command("hash")
 def hash_command(
-    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")],
     algorithms: Annotated[
         str, typer.Option("--disk-hash", "--hash", help="Algorithms.")
     ] = "md5,sha1,sha256",
@@ -381,6 +384,7 @@ def hash_command(
     ] = "0",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    parent: ParentOption = None,
 ) -> None:
     """Hash the whole source (raw bytes), optionally with piecewise SHA-256."""
     import threading
@@ -396,7 +400,7 @@ def hash_command(
         if not algs:
             raise _Unrecognised("--disk-hash none: nothing to do")
         pieces = _parse_size(piece_size)
-        with open_source(source) as src, _RichProgress(quiet or json_output) as progress:
+        with open_source(source, _source_options(parent)) as src, _RichProgress(quiet or json_output) as progress:
             progress.phase("disk-hash", src.info.size, None)
             last = [0]
 

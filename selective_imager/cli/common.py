@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         PromptingCredentials,
     )
     from selective_imager.discovery import Disk, OpenVolume
+    from selective_imager.sources import SourceOptions
     from selective_imager.volumes.base import DiscoveryOptions
 
 
@@ -92,12 +93,32 @@ def _root(
 
 
 # -- info -------------------------------------------------------------------
+# --parent: the parent files of a differencing virtual disk (VHD/VHDX/QCOW/VMDK).
+ParentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--parent",
+        help="Parent file of a differencing virtual disk (repeatable); by default each "
+        "parent is looked for next to its child, by the name the child records.",
+    ),
+]
+
+
+def _source_options(parents: list[str] | None) -> SourceOptions:
+    from selective_imager.sources import SourceOptions
+
+    return SourceOptions(parents=tuple(parents or ()))
+
+
 def _open(
-    source: str, creds: PromptingCredentials, options: DiscoveryOptions | None = None
+    source: str,
+    creds: PromptingCredentials,
+    options: DiscoveryOptions | None = None,
+    parents: list[str] | None = None,
 ) -> Disk:
     from selective_imager.discovery import open_disk
 
-    disk = open_disk(source, creds, options=options)
+    disk = open_disk(source, creds, options=options, source_options=_source_options(parents))
     if not disk.recognised():
         # A recognised but damaged layer (an APFS container) says why itself.
         why = [v.report.error for v in disk.volumes if v.report.error]

@@ -11,6 +11,7 @@ import typer
 from selective_imager.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    ParentOption,
     _errors,
     _escape,
     _human,
@@ -36,6 +37,7 @@ def verify(
         typer.Option("--source", help="Also re-read every item and re-hash the disk from it."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    parent: ParentOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Re-hash every member against the manifest and the seal (and the source)."""
@@ -62,7 +64,7 @@ def verify(
             creds = credentials.build()
             # Every shadow copy opened (not read): items collected from stores are
             # looked up in theirs.
-            with _open(source, creds, DiscoveryOptions(vss=True)) as disk:
+            with _open(source, creds, DiscoveryOptions(vss=True), parents=parent) as disk:
                 source_checked, item_diffs, disk_diffs = reverify_container(container, disk)
             differences += [
                 {

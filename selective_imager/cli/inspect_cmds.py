@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from selective_imager.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    ParentOption,
     _errors,
     _escape,
     _human,
@@ -45,14 +46,15 @@ from selective_imager.cli.options import (
 @app.command()
 @_with_credentials
 def info(
-    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    parent: ParentOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Show the source, its partitions, encrypted volumes and file systems."""
     with _errors():
         creds = credentials.build()
-        with _open(source, creds) as disk:
+        with _open(source, creds, parents=parent) as disk:
             data = disk.as_dict()
     if json_output:
         print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -67,6 +69,19 @@ def _print_info(data: dict[str, Any]) -> None:
         f"  format {src['format']}, {src['size']} bytes ({_human(src['size'])}), "
         f"sector size {src['sector_size']}, {len(src['segments'])} segment(s)"
     )
+    chain = src.get("chain") or []
+    if len(chain) > 1 or any(c["identifier"] for c in chain):
+        out.print("  chain (as received, child first):")
+        for item in chain:
+            ids = "".join(
+                f", {label} {item[key]}"
+                for label, key in (("id", "identifier"), ("parent id", "parent_identifier"))
+                if item[key]
+            )
+            out.print(
+                f"    {item['role']} {_escape(item['path'])}: {item['format']}, "
+                f"{item['size']} bytes{ids}"
+            )
     for key, value in sorted(src["details"].items()):
         out.print(f"  {_escape(key)}: {_escape(str(value))}")
     table_info = data["partition_table"]
@@ -215,7 +230,7 @@ def _print_luks(luks: dict[str, Any]) -> None:
 @app.command()
 @_with_credentials
 def ls(
-    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01) or device.")],
+    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")],
     path: Annotated[str, typer.Argument(help="Directory or file, '/'-separated.")] = "",
     volume: Annotated[
         str | None,
@@ -229,6 +244,7 @@ def ls(
         int | None,
         typer.Option("--vss", help="List the tree as it was in this shadow copy (1 = oldest)."),
     ] = None,
+    parent: ParentOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """List a directory (or the tree) of a volume with entry numbers, sizes, times and ADS."""
@@ -236,7 +252,7 @@ def ls(
     with _errors():
         creds = credentials.build()
         options = _vss_options(str(vss)) if vss is not None else None
-        with _open(source, creds, options) as disk:
+        with _open(source, creds, options, parents=parent) as disk:
             vol = _pick_volume(disk, volume)
             if vss is not None:
                 vol = _pick_store(disk, vol, vss)

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 # "module:Class", tried in order; raw claims whatever is left, so it stays last.
 SOURCE_FORMATS: list[str] = [
     "selective_imager.sources.ewf:EwfFormat",
+    "selective_imager.sources.vmdk:VmdkFormat",
+    "selective_imager.sources.vhdx:VhdxFormat",
+    "selective_imager.sources.vhd:VhdFormat",
+    "selective_imager.sources.qcow:QcowFormat",
     "selective_imager.sources.split:SplitRawFormat",
     "selective_imager.sources.raw:RawFormat",
 ]
@@ -41,11 +45,6 @@ KNOWN_UNSUPPORTED: list[tuple[int, bytes, str]] = [
     (0, b"PK\x03\x04", "is a ZIP file, not a disk image (a selective-imager container? use show)"),
     (0, b"age-encryption.org/v1", "is an age-encrypted file: decrypt it first"),
     (0, b"AFF10\r\n\x00", "is an AFF image: convert it to raw or E01 first"),
-    (0, b"conectix", "is a VHD virtual disk, which this build cannot read"),
-    (0, b"KDMV", "is a VMDK virtual disk, which this build cannot read"),
-    (0, b"# Disk DescriptorFile", "is a VMDK descriptor, which this build cannot read"),
-    (0, b"vhdxfile", "is a VHDX virtual disk, which this build cannot read"),
-    (0, b"QFI\xfb", "is a QCOW virtual disk, which this build cannot read"),
     (
         0,
         b"<<< Oracle VM VirtualBox Disk Image >>>",
