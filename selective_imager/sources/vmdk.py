@@ -16,16 +16,22 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selective_imager.errors import SourceError, short_error
 from selective_imager.models import ChainFile
 from selective_imager.sources.base import Source, SourceFormat, SourceOptions, read_head
 from selective_imager.sources.chain import OpenedFile, open_stream, open_virtual_disk
 
+if TYPE_CHECKING:
+    from selective_imager.streams import FileStream
+
 _SPARSE = b"KDMV"
 _COWD = b"COWD"  # ESX 2/3 VMFS sparse extent
 _DESCRIPTOR = b"# Disk DescriptorFile"
 _NO_PARENT = 0xFFFFFFFF
+_GD_AT_END = 0xFFFFFFFFFFFFFFFF
+_COMPRESSED = 1 << 16  # header flag: grains are compressed (stream-optimized)
 _EXTENT_NAME = re.compile(r"^(?P<base>.*)-[sf](?P<num>\d{3})\.vmdk$", re.IGNORECASE)
 
 
@@ -70,11 +76,15 @@ def _open_one(path: str) -> OpenedFile:
 def _open_extents(opened: OpenedFile) -> None:
     """Hand every extent file the descriptor lists to the handle, read-only."""
     folder = Path(opened.path).parent
+    descriptors = list(opened.handle.extent_descriptors)
     extents = []
-    for extent in opened.handle.extent_descriptors:
+    for extent in descriptors:
         if not extent.filename:
             continue
-        extent_path = folder / extent.filename
+        # An embedded descriptor's only extent is the file itself, whatever name the
+        # descriptor kept from before a copy or rename.
+        embedded = len(descriptors) == 1 and read_head(opened.path, 4) == _SPARSE
+        extent_path = Path(opened.path) if embedded else folder / extent.filename
         if not extent_path.is_file():
             raise SourceError(
                 f"{opened.path}: VMDK extent {extent.filename} not found (looked for "
@@ -83,6 +93,7 @@ def _open_extents(opened: OpenedFile) -> None:
         stream = open_stream(str(extent_path))
         opened.files.append(stream)
         extents.append(stream)
+        _check_complete(stream, str(extent_path))
         if extent_path.resolve() != Path(opened.path).resolve():
             opened.chain.append(ChainFile(str(extent_path), stream.size, "extent", "vmdk"))
     try:
@@ -92,6 +103,45 @@ def _open_extents(opened: OpenedFile) -> None:
             f"{opened.path}: cannot open the VMDK extents (damaged or truncated?): "
             f"{short_error(exc)}"
         ) from exc
+
+
+def _check_complete(stream: FileStream, path: str) -> None:
+    """Refuse a sparse extent that ends before the grains its tables map (a cut copy).
+
+    libvmdk reads lazily, so without this a truncated file opens and fails (or is
+    short) only when the missing grains are read.
+    """
+    head = stream.read_at(0, 512)
+    if not head.startswith(_SPARSE) or len(head) < 72:
+        return
+    flags = struct.unpack_from("<I", head, 8)[0]
+    capacity, grain, _, _, per_table = struct.unpack_from("<QQQQI", head, 12)
+    directory = struct.unpack_from("<Q", head, 56)[0]
+    if directory == _GD_AT_END:
+        # Stream-optimized: the footer (a copy of the header) precedes the end marker.
+        footer = stream.read_at(stream.size - 1024, 512)
+        if not footer.startswith(_SPARSE):
+            raise SourceError(f"{path}: stream-optimized VMDK without its footer: truncated")
+        return
+    if not grain or not per_table:
+        return
+    tables = -(-capacity // (grain * per_table))
+    entries = stream.read_at(directory * 512, tables * 4)
+    if len(entries) < tables * 4:
+        raise SourceError(f"{path}: VMDK grain directory beyond the end of the file: truncated")
+    last = 0
+    for (table,) in struct.iter_unpack("<I", entries):
+        if table:
+            data = stream.read_at(table * 512, per_table * 4)
+            if len(data) < per_table * 4:
+                raise SourceError(f"{path}: VMDK grain table beyond the end of the file: truncated")
+            last = max(last, *(g for (g,) in struct.iter_unpack("<I", data)))
+    # A compressed grain (stream-optimized) is shorter than a grain: its marker sector.
+    span = 1 if flags & _COMPRESSED else grain
+    if last and (last + span) * 512 > stream.size:
+        raise SourceError(
+            f"{path}: VMDK file is {stream.size} bytes but maps a grain at {last * 512}: truncated"
+        )
 
 
 def _describe(opened: OpenedFile) -> None:
