@@ -340,8 +340,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="1 round, the 200k-entry volume instead of 1M, no 4 GiB hash")
     ap.add_argument("--rounds", type=int, help="rounds per workload (default 3; --quick 1)")
-    ap.add_argument("--only", help="comma-separated workloads: collect, bitlocker, bigfile, "
-                                   "bde-read, scale, hash, startup")
+    ap.add_argument("--only", help="comma-separated workloads: collect, vdisk, bitlocker, "
+                                   "bigfile, bde-read, scale, hash, startup")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before every run (hashing always does)")
     ap.add_argument("--no-install", action="store_true", help="do not (re)install peer venvs")
@@ -392,6 +392,30 @@ def main() -> None:
                    "Users/Default/NTUSER.DAT (not a ProfileList profile): its 4 missing "
                    "files are a selection difference; each peer's extras are listed under "
                    "Content-check details"])
+    if want("vdisk"):
+        meta = wl.build("win1g", False)
+        raw = wl.IMAGES / meta["image"]
+        disks = {f: wl.virtual_copy("win1g", f) for f in ("vhdx", "qcow2")}
+        exp = outputs.expected_set(meta)
+        rule = str(RULES / "bench-like-for-like.yaml")
+        rd = checked(lambda d: outputs.read_ours(d / "out.zip"), exp)
+        vtools = []
+        # ours_collect passes --disk-hash none first: a later --disk-hash overrides it
+        for suffix, extra, how in (("", (), "zip"), ("-store", ("--store",), "--store"),
+                                   ("-hash", ("--disk-hash", "md5,sha1,sha256"), "zip + disk hash")):
+            # the raw image is the baseline ("peer" kind: our rows show raw's wall / theirs)
+            vtools.append(Tool(f"raw{suffix}", f"raw image, {how}", "peer",
+                               ours_collect(raw, rule, *extra), rd))
+            for fmt, path in disks.items():
+                vtools.append(Tool(f"{fmt}{suffix}",
+                                   f"{fmt} ({path.stat().st_size / 2**20:,.0f} MiB file), {how}",
+                                   "ours", ours_collect(path, rule, *extra), rd))
+        W["vdisk"] = rw(
+            "vdisk", "the win1g collection from a dynamic VHDX and a QCOW2 (qemu-img convert) "
+            "beside the raw image", raw, vtools, rounds, cold=args.cold,
+            notes=["same like-for-like rule and content check as win1g; '+ disk hash' reads "
+                   "the whole virtual disk (and, for the virtual disks, hashes each file "
+                   "of the chain as received)"])
     if want("bitlocker"):
         meta = wl.build("bitlocker1g", False)
         img = wl.IMAGES / meta["image"]

@@ -18,6 +18,8 @@ Run as root (FUSE mounts of ntfs-3g); ``bench/run`` calls this when an image is 
   Windows-like tree) plus the registry hives; ``entries200k`` is the --quick variant.
 * ``bigfile``: NTFS volume (no partition table) with one 2 GiB file of random-looking data.
 * ``hash4g``: a 4 GiB file of random-looking data (not sparse) for disk hashing.
+* ``win1g.vhdx``, ``win1g.qcow2`` (:func:`virtual_copy`): win1g converted by qemu-img
+  (dynamic VHDX, QCOW2 v3) for the vdisk workload.
 """
 
 from __future__ import annotations
@@ -591,6 +593,25 @@ def build_hash4g() -> dict:
         f.flush()
         os.fsync(f.fileno())
     return {"image": path.name, "size": 4 << 30, "disk_hashes": file_hashes(path)}
+
+
+def virtual_copy(name: str, fmt: str) -> Path:
+    """``name``'s raw image converted by ``qemu-img convert -O fmt`` (vhdx: dynamic), cached.
+
+    Rebuilt when missing or older than the raw image; the virtual disk holds exactly the
+    raw image's bytes (the vdisk workload's content check and qemu-img both say so).
+    """
+    meta = build(name, False)
+    raw = IMAGES / meta["image"]
+    target = IMAGES / f"{raw.stem}.{fmt}"
+    if not target.exists() or target.stat().st_mtime < raw.stat().st_mtime:
+        log(f"converting {raw.name} to {fmt}")
+        t0 = time.time()
+        tmp = target.with_suffix(target.suffix + ".part")
+        sh("qemu-img", "convert", "-f", "raw", "-O", fmt, str(raw), str(tmp))
+        tmp.rename(target)
+        log(f"  {target.name}: {target.stat().st_size / MIB:,.0f} MiB in {time.time() - t0:.1f} s")
+    return target
 
 
 BUILDERS = {
