@@ -289,6 +289,18 @@ def test_truncated_volumes(luks, tmp_path):
         app, ["ls", str(cut), "-r", "--luks-passphrase-env", "PW"], env={"PW": v["passphrase"]}
     )
     assert "Traceback" not in result.output
+    # LUKS1 cut inside a sector: pyluksde counts the partial sector, the own reader does not;
+    # the rest agrees, so the own reader is kept.
+    image1, v1 = variant(luks, "luks1-cbc-plain")
+    cut.write_bytes(image1.read_bytes()[: v1["payload_offset"] + 1_000_000 + 100])
+    with open_with(cut, passphrase(v1)) as disk:
+        (vol,) = disk.volumes
+        assert vol.report.encryption.decryptor == "openssl"
+        assert vol.report.details["luks"]["cross_check"].endswith(
+            "pyluksde also counts the 164 bytes of a partial last sector"
+        )
+        plain = (out / truth["plain"]).read_bytes()
+        assert vol.stream.read_at(0, vol.stream.size) == plain[: vol.stream.size]
     # Cut inside the key-slot area: locked, one line.
     cut.write_bytes(data[: 40 * 1024])
     proc = subprocess.run(

@@ -41,6 +41,7 @@ DECRYPTOR_PYLUKSDE = "pyluksde"
 _CHUNK = 4 << 20
 # The windows compared with pyluksde: this many bytes at the start, middle and end.
 _WINDOW = 64 << 10
+_MAX_SECTOR = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,14 +327,17 @@ def _cross_check(
         handle.close()
         return own, [], f"pyluksde could not open it ({short_error(exc)}): not cross-checked"
     theirs = LibyalStream(handle, size)
-    if size != own.size:
+    # pyluksde also counts a partial last sector (a truncated image), which no reader
+    # can decrypt; any other difference in size is a disagreement.
+    partial = size - own.size
+    if partial and not 0 < partial < _MAX_SECTOR:
         return (
             theirs,
             [handle],
-            (f"own reader's size {own.size} differs from pyluksde's {size}: pyluksde used"),
+            f"own reader's size {own.size} differs from pyluksde's {size}: pyluksde used",
         )
     compared = 0
-    for start, length in _windows(size):
+    for start, length in _windows(own.size):
         try:
             mine, other = own.read_at(start, length), theirs.read_at(start, length)
         except OSError as exc:
@@ -347,11 +351,11 @@ def _cross_check(
         compared += length
     handle.close()
     how = "passphrase" if cred.kind == LUKS_PASSPHRASE else "key file"
-    return (
-        own,
-        [],
-        f"equal to pyluksde (same {how}) on {compared} bytes in {len(_windows(size))} windows",
-    )
+    windows = len(_windows(own.size))
+    note = f"equal to pyluksde (same {how}) on {compared} bytes in {windows} windows"
+    if partial:
+        note += f"; pyluksde also counts the {partial} bytes of a partial last sector"
+    return own, [], note
 
 
 class LuksLayer(VolumeLayer):
