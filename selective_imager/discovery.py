@@ -34,6 +34,7 @@ from selective_imager.volumes.registry import layers
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Sequence
 
     from selective_imager.credentials import CredentialProvider
     from selective_imager.filesystems.base import Filesystem
@@ -155,11 +156,21 @@ class Disk:
                 return vol
         raise KeyError(key)
 
-    def selected(self, volumes: list[int] | None) -> list[OpenVolume]:
-        """The volumes numbered in ``volumes`` (every volume for None), in disk order."""
+    def selected(self, volumes: Sequence[int | str] | None) -> list[OpenVolume]:
+        """The volumes ``volumes`` names (every volume for None), in disk order.
+
+        A number (or a string of digits) names every volume of that partition or source
+        (its APFS volumes and shadow copies too); a label (``p2/apfs1``) names one.
+        """
         if volumes is None:
             return list(self.volumes)
-        return [v for v in self.volumes if v.report.volume.index in volumes]
+        numbers = {int(k) for k in volumes if isinstance(k, int) or k.isdigit()}
+        labels = {k for k in volumes if isinstance(k, str) and not k.isdigit()}
+        return [
+            v
+            for v in self.volumes
+            if v.report.volume.index in numbers or v.report.label in labels
+        ]
 
     def recognised(self) -> bool:
         """Whether anything at all was recognised (a table, BitLocker or a file system)."""

@@ -277,6 +277,14 @@ def test_container_in_a_gpt_partition_is_p2_apfs1(image, oracle, tmp_path):
     assert listing.exit_code == 0, listing.output
     paths = {json.loads(x)["path"] for x in listing.stdout.splitlines()}
     assert paths == {p for p in oracle["paths"] if p}
+    out = tmp_path / "c.zip"
+    result = _invoke("collect", str(disk), "-o", str(out), "--volume", "p2/apfs1", "--quiet")
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as zf:
+        items = [json.loads(x) for x in zf.read("manifest.jsonl").decode().splitlines()]
+    assert {(i["volume_label"], i["path"]) for i in items} == {
+        ("p2/apfs1", p) for p in oracle["paths"] if p.startswith(".fseventsd/")
+    }
 
 
 def test_apfs_credentials_on_an_unencrypted_volume(image, tmp_path, monkeypatch):

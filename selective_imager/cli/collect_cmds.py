@@ -139,7 +139,10 @@ def collect(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     volume: Annotated[
-        list[int] | None, typer.Option("--volume", "-v", help="Only these volumes (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--volume", "-v", help="Only these volumes: number or label (p2/apfs1); repeatable."
+        ),
     ] = None,
     hash_algorithms: Annotated[
         str, typer.Option("--hash", help="Per-file hashes, e.g. md5,sha1,sha256.")
@@ -311,7 +314,7 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
 
 
 def _dry_run(
-    disk: Disk, ruleset: Any, volumes: list[int] | None, strategy: str, json_output: bool
+    disk: Disk, ruleset: Any, volumes: list[str] | None, strategy: str, json_output: bool
 ) -> int:
     from selective_imager.collect.manifest import vss_record
     from selective_imager.selection.matcher import match_all

@@ -42,7 +42,7 @@ from selective_imager.progress import NullProgress, ProgressSink
 from selective_imager.selection.matcher import MatchError, match
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from selective_imager.collect.hashing import DiskHashResult
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
@@ -637,7 +637,7 @@ def collect(
     output: Path,
     options: CollectOptions | None = None,
     progress: ProgressSink | None = None,
-    volumes: list[int] | None = None,
+    volumes: Sequence[int | str] | None = None,
 ) -> CollectionReport:
     """Collect every match of ``ruleset`` on ``disk`` into the container ``output``.
 
