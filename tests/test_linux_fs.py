@@ -283,3 +283,18 @@ def test_xfs_other_formats_against_xfs_db(meta, tmp_path):
     items = _collect(image, tmp_path, "--rule", str(rule))
     got = {i["path"]: i["hashes"]["sha256"] for i in items if not i["stream"]}
     assert got == {n: hashlib.sha256(c).hexdigest() for n, c in data.items()}
+
+
+def test_triage_collects_macos_artifacts(unpacked, truth, tmp_path):
+    """The macOS rules' globs on a macOS directory layout (ext4: nothing here writes APFS):
+    exactly the files the builder marked, each equal to its SHA-256."""
+    rows = {r["path"]: r for r in truth("ext4-macos-layout")["entries"]}
+    items = _collect(unpacked("ext4-macos-layout.raw"), tmp_path)
+    collected = {i["path"]: i for i in items if not i["stream"]}
+    assert set(collected) == {p for p, r in rows.items() if r["macos_rules"]}
+    for path, item in collected.items():
+        assert item["hashes"]["sha256"] == rows[path]["sha256"], path
+        assert all(rule.startswith("macos-") for rule in item["rules"]), (path, item["rules"])
+    assert collected["Users/bob/Library/LaunchAgents/com.evil.persist.plist"]["rules"] == [
+        "macos-launch-items"
+    ]
