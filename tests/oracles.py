@@ -91,3 +91,17 @@ def icat_sha256(image: Path, offset_sectors: int, inode: str) -> str:
 def file_digest(path: Path, tool: str) -> str:
     """``md5sum``/``sha256sum`` of a file (coreutils)."""
     return run(need_tool(tool), str(path)).split()[0]
+
+
+def istat_data_clusters(image: Path, offset_sectors: int, inode: int) -> list[int]:
+    """Cluster numbers of the unnamed ``$DATA`` attribute, in file order, per ``istat``."""
+    text = run(need_tool("istat"), "-o", str(offset_sectors), str(image), str(inode))
+    clusters: list[int] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("Type: "):
+            inside = line.startswith("Type: $DATA") and "Name: N/A" in line
+            continue
+        if inside:
+            clusters.extend(int(c) for c in line.split())
+    return clusters

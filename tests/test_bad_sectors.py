@@ -15,6 +15,7 @@ from selective_imager.discovery import discover
 from selective_imager.selection.rules import RuleSet, parse_rule_text
 from selective_imager.sources import open_source
 from selective_imager.streams import ByteStream
+from tests import oracles
 
 
 class FailingStream(ByteStream):
@@ -34,14 +35,12 @@ def test_bad_sectors_make_item_partial_and_are_listed(unpacked, truth, tmp_path)
     image = unpacked("gpt-ntfs.raw")
     t = truth("gpt-ntfs")
     big = next(f for f in t["volumes"]["3"]["files"] if f["size"] >= 1 << 20)
-    # Find where the file lies with the tool itself, then break one sector of it.
-    with open_source(image) as src:
-        disk = discover(src)
-        entry = disk.volume(3).filesystem.lookup(big["path"])
-        run = disk.volume(3).filesystem.extents(entry)[0]
-        bad_start = disk.volume(3).report.volume.offset + run.volume_offset + 4096
-        bad = (bad_start, bad_start + 512)
-        disk.close()
+    # Where the file lies, from The Sleuth Kit (not the tool): its second cluster holds
+    # file offset 4096; break that cluster's first sector.
+    start = next(p["start_sector"] for p in t["partitions"] if p["index"] == 3)
+    clusters = oracles.istat_data_clusters(image, start, big["mft_entry"])
+    bad_start = start * 512 + clusters[1] * t["volumes"]["3"]["cluster_size"]
+    bad = (bad_start, bad_start + 512)
     src = open_source(image)
     src.stream = FailingStream(src.stream, bad)
     disk = discover(src)

@@ -196,6 +196,15 @@ def collect(
         ),
     ] = False,
     parent: ParentOption = None,
+    read_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--read-timeout",
+            help="Abandon a source read that has not returned after this many seconds "
+            "(its sectors are recorded as unreadable). Default: 30 on devices, never on "
+            "image files; 0: never.",
+        ),
+    ] = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
@@ -224,7 +233,9 @@ def collect(
         specs, folders = _rule_specs(rule or [], rule_path)
         ruleset = resolve(specs or ["triage"], rule_paths=folders)
         creds = credentials.build()
-        with _open(source, creds, discovery, parents=parent) as disk:
+        with _open(
+            source, creds, discovery, parents=parent, read_timeout=read_timeout
+        ) as disk:
             if dry_run:
                 code = _dry_run(disk, ruleset, volume, strategy, json_output)
             else:
@@ -403,7 +414,7 @@ def hash_command(
         if not algs:
             raise _Unrecognised("--disk-hash none: nothing to do")
         pieces = _parse_size(piece_size)
-        with open_source(source, _source_options(parent)) as src, _RichProgress(quiet or json_output) as progress:
+        with open_source(source, _source_options(parent, None)) as src, _RichProgress(quiet or json_output) as progress:
             progress.phase("disk-hash", src.info.size, None)
             last = [0]
 

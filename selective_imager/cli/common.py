@@ -104,10 +104,10 @@ ParentOption = Annotated[
 ]
 
 
-def _source_options(parents: list[str] | None) -> SourceOptions:
+def _source_options(parents: list[str] | None, read_timeout: float | None) -> SourceOptions:
     from selective_imager.sources import SourceOptions
 
-    return SourceOptions(parents=tuple(parents or ()))
+    return SourceOptions(parents=tuple(parents or ()), read_timeout=read_timeout)
 
 
 def _open(
@@ -115,10 +115,13 @@ def _open(
     creds: PromptingCredentials,
     options: DiscoveryOptions | None = None,
     parents: list[str] | None = None,
+    read_timeout: float | None = None,
 ) -> Disk:
     from selective_imager.discovery import open_disk
 
-    disk = open_disk(source, creds, options=options, source_options=_source_options(parents))
+    disk = open_disk(
+        source, creds, options=options, source_options=_source_options(parents, read_timeout)
+    )
     if not disk.recognised():
         # A recognised but damaged layer (an APFS container) says why itself.
         why = [v.report.error for v in disk.volumes if v.report.error]

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.errors import SelectiveImagerError
 from selective_imager.models import Digests
 from selective_imager.streams import FileStream, RangeStream
 
@@ -344,12 +345,21 @@ def _read_robust(
     for _ in range(attempts):
         try:
             got = stream.read_into(offset, view)
-        except OSError:
-            continue
-        if got < length:
-            # A short read inside the known size: the media ended early.
-            view[got:] = bytes(length - got)
-            bad.append((offset + got, length - got))
+        except (OSError, SelectiveImagerError):
+            continue  # SelectiveImagerError: e.g. a read abandoned after its timeout
+        if got >= length:
+            return
+        if got == 0:
+            break  # nothing came: split below (or, one sector, it is unreadable)
+        # A short read inside the known size: what came is kept and the rest is read
+        # again on its own, so one bad sector costs only itself.
+        kept = got // sector * sector
+        if kept == 0:  # the first sector came short: keep its bytes, zero the rest
+            kept = min(sector, length)
+            view[got:kept] = bytes(kept - got)
+            bad.append((offset + got, kept - got))
+        if kept < length:
+            _read_robust(stream, offset + kept, view[kept:], sector, bad, attempts=1)
         return
     if length <= sector:
         view[:] = bytes(length)

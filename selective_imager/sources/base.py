@@ -34,9 +34,19 @@ class SourceOptions:
     Attributes:
         parents: parent files of a differencing virtual disk given with ``--parent``
             (looked up by name or identifier before the path the child records).
+        read_timeout: seconds after which a read of the source that has not returned
+            is abandoned (the range is then unreadable, the run goes on); None for the
+            default (:data:`DEVICE_READ_TIMEOUT` on devices, none on image files), 0
+            for never.
     """
 
     parents: tuple[str, ...] = ()
+    read_timeout: float | None = None
+
+
+#: Default read timeout on devices, in seconds: a healthy disk answers in
+#: milliseconds, a dying one may block a read for minutes.
+DEVICE_READ_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)

@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selective_imager.errors import SourceError
-from selective_imager.sources.base import HEAD_SIZE, SourceOptions, read_head
+from selective_imager.sources.base import (
+    DEVICE_READ_TIMEOUT,
+    HEAD_SIZE,
+    SourceOptions,
+    read_head,
+)
 from selective_imager.sources.device import (
     is_windows_device_path,
     open_unix_device,
     open_windows_device,
 )
+from selective_imager.streams import TimeoutStream
 
 if TYPE_CHECKING:
     from selective_imager.sources.base import Source, SourceFormat
@@ -76,8 +82,18 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
         SourceError: the path does not exist, is a directory, is empty, is a file we
             recognise but cannot read, or the image is damaged or incomplete.
     """
-    text = os.fspath(path)
     options = options or SourceOptions()
+    source = _open_by_format(os.fspath(path), options)
+    timeout = options.read_timeout
+    if timeout is None:
+        timeout = DEVICE_READ_TIMEOUT if source.info.is_device else 0.0
+    if timeout > 0:
+        source.stream = TimeoutStream(source.stream, timeout)
+    return source
+
+
+def _open_by_format(text: str, options: SourceOptions) -> Source:
+    """The source at ``text`` opened by the first format that recognises it."""
     if is_windows_device_path(text):
         return open_windows_device(text)
     try:
