@@ -306,9 +306,9 @@ def _detect_layer(stream: ByteStream, context: LayerContext) -> type[VolumeLayer
         try:
             if layer.applies(context) and layer.detect(stream, context):
                 return layer
-        except OSError:
-            # An unreadable start (a truncated image) is no layer; the leaf's file-system
-            # step reports the read error.
+        except (OSError, SelectiveImagerError):
+            # The bytes it probes cannot be read (a bad sector, a source ending early):
+            # not this layer, as far as can be told; opening the file system says why.
             continue
     return None
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from selective_imager.errors import FilesystemError, UnsupportedFilesystemError
+from selective_imager.errors import (
+    FilesystemError,
+    SelectiveImagerError,
+    UnsupportedFilesystemError,
+)
 from selective_imager.volumes.registry import what_is
 
 if TYPE_CHECKING:
@@ -44,7 +48,12 @@ def open_filesystem(stream: ByteStream) -> tuple[Filesystem, str]:
     failures: list[tuple[str, FilesystemError]] = []
     for spec in FILESYSTEMS:
         cls = format_class(spec)
-        if not cls.detect(stream):
+        try:
+            if not cls.detect(stream):
+                continue
+        except (OSError, SelectiveImagerError) as exc:
+            # Its signature cannot be read: a read error, not "no file system".
+            failures.append((cls.name, FilesystemError(f"cannot read the volume: {exc}")))
             continue
         try:
             fs = cls.open_filesystem(stream)
@@ -60,7 +69,10 @@ def open_filesystem(stream: ByteStream) -> tuple[Filesystem, str]:
     real = [exc for _, exc in failures if not isinstance(exc, UnsupportedFilesystemError)]
     if real:
         raise real[0]
-    what = what_is(stream)
+    try:
+        what = what_is(stream)
+    except (OSError, SelectiveImagerError):
+        what = ""
     if what:
         raise UnsupportedFilesystemError(f"{what}")
     raise UnsupportedFilesystemError("no supported file system recognised")

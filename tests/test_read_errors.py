@@ -1,0 +1,53 @@
+"""A read error inside The Sleuth Kit's image callback is a typed error, never a traceback.
+
+pytsk3 turns any exception raised by the Python ``read`` it calls into a bare
+RuntimeError; the file-system layer must say what failed instead. The source is the
+mbr-extended fixture with reads of its ext4 partition (TSK-only) failing after the
+superblock, the way a source ending early or a damaged E01 chunk does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from selective_imager.discovery import discover
+from selective_imager.errors import FilesystemError, SourceError
+from selective_imager.sources import open_source
+from selective_imager.streams import ByteStream
+from tests import oracles
+
+
+class FailAfter(ByteStream):
+    """Reads of ``[lo, hi)`` raise SourceError (as an unreadable source does)."""
+
+    def __init__(self, inner: ByteStream, lo: int, hi: int) -> None:
+        super().__init__(inner.size)
+        self.inner, self.lo, self.hi = inner, lo, hi
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        if offset < self.hi and offset + size > self.lo:
+            raise SourceError(f"cannot read {size} bytes at {offset}: medium error")
+        return self.inner.read_at(offset, size)
+
+
+@pytest.mark.parametrize("skip", [2048, 64 << 10, 1 << 20])
+def test_tsk_callback_errors_are_filesystem_errors(unpacked, skip):
+    image = unpacked("mbr-extended.raw")
+    start, length, _ = next(p for p in oracles.mmls(image) if "Linux" in p[2])
+    lo, hi = start * 512 + skip, (start + length) * 512
+    src = open_source(image)
+    src.stream = FailAfter(src.stream, lo, hi)
+    disk = discover(src)
+    try:
+        vol = next(v for v in disk.volumes if v.report.volume.offset == start * 512)
+        if vol.filesystem is None:
+            assert "read error" in vol.report.error and "medium error" in vol.report.error
+            return
+        with pytest.raises(FilesystemError, match="medium error"):
+            for _ in vol.filesystem.walk():
+                pass
+        # Other volumes are read as before.
+        fat = next(v for v in disk.volumes if v.report.volume.offset == 2048 * 512)
+        assert fat.filesystem is not None and fat.filesystem.lookup("readme.txt")
+    finally:
+        disk.close()
