@@ -51,3 +51,30 @@ def test_tsk_callback_errors_are_filesystem_errors(unpacked, skip):
         assert fat.filesystem is not None and fat.filesystem.lookup("readme.txt")
     finally:
         disk.close()
+
+
+def test_logical_volumes_past_the_end_are_named_and_the_run_is_partial(unpacked, tmp_path):
+    """Cut inside volume 2: the extended partition (its EBR per mmls) lies past the end."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from selective_imager.cli.app import app
+    from tests.conftest import need_tool
+
+    image = unpacked("mbr-extended.raw")
+    table = oracles.run(need_tool("mmls"), str(image))
+    first = re.search(r"Meta\s+(\d+)\s+\d+\s+\d+\s+DOS Extended", table)
+    assert first, table
+    extended = (int(first.group(1)),)
+    cut = tmp_path / "cut.raw"
+    with open(image, "rb") as fh:
+        cut.write_bytes(fh.read(extended[0] * 512 - 100_000))
+    info = CliRunner().invoke(app, ["info", str(cut), "--json"])
+    problems = json.loads(info.stdout)["partition_table"]["problems"]
+    assert any(f"extended partition at byte {extended[0] * 512}" in p and "cannot be listed" in p
+               for p in problems), problems
+    out = tmp_path / "cut.zip"
+    result = CliRunner().invoke(app, ["collect", str(cut), "-o", str(out), "-q", "--disk-hash", "none"])
+    assert result.exit_code == 1, result.output

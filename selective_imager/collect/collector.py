@@ -656,6 +656,12 @@ def collect(
     concurrent: tuple[threading.Thread, threading.Event, list[DiskHashResult]] | None = None
     try:
         run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
+        for indexes, text in disk.table.problems if disk.table is not None else ():
+            # A truncated image lacks part of the disk (even where no rule matched), and
+            # logical volumes past its end cannot even be listed: never a complete run.
+            if not indexes or text.startswith("image truncated"):
+                run.report.volume_errors.append(text)
+                run.event("error", "table-problem", text)
         if options.disk_hash and options.disk_hash_mode == "concurrent":
             concurrent = _start_concurrent_hash(disk, options, run)
         read_before = disk.source.stream.bytes_read

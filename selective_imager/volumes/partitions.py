@@ -14,7 +14,7 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import VolumeSystemError
 from selective_imager.models import LayerRef, VolumeInfo
@@ -104,8 +104,10 @@ def open_volume_system(stream: ByteStream, sector_size: int = 512) -> VolumeSyst
     except (OSError, RuntimeError) as exc:
         why = tsk_failure(img, exc)
         raise VolumeSystemError(f"cannot list the {scheme} partition table: {why}") from exc
+    lost: list[tuple[tuple[int, ...], str]] = []
     for part in parts:
         if not int(part.flags) & _TSK_VS_PART_FLAG_ALLOC:
+            lost.extend(_container_past_end(part, block, stream.size))
             continue
         desc = (
             part.desc.decode("utf-8", "replace") if isinstance(part.desc, bytes) else str(part.desc)
@@ -144,7 +146,7 @@ def open_volume_system(stream: ByteStream, sector_size: int = 512) -> VolumeSyst
         scheme=scheme,
         sector_size=block,
         volumes=tuple(volumes),
-        problems=tuple(check_layout(volumes, stream.size)),
+        problems=(*check_layout(volumes, stream.size), *lost),
         disk_guid=disk_guid,
     )
 
@@ -178,6 +180,28 @@ def check_layout(volumes: list[VolumeInfo], source_size: int) -> list[tuple[tupl
         if a.offset + a.size > b.offset:
             problems.append(((a.index, b.index), f"partitions {a.index} and {b.index} overlap"))
     return problems
+
+
+def _container_past_end(
+    part: Any, block: int, source_size: int
+) -> list[tuple[tuple[int, ...], str]]:
+    """An extended partition whose table lies past the end of a truncated image.
+
+    Its logical partitions cannot even be listed, so they would vanish without a word.
+    """
+    raw = part.desc
+    desc = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    offset = int(part.start) * block
+    if "Extended" not in desc or "Table" in desc or offset < source_size:
+        return []
+    return [
+        (
+            (),
+            f"image truncated: the extended partition at byte {offset} lies "
+            f"{_size_text(offset - source_size)} after the end of the image (it has "
+            f"{source_size} bytes): the logical volumes in it cannot be listed",
+        )
+    ]
 
 
 def _size_text(size: int) -> str:
