@@ -327,3 +327,30 @@ def test_walk_and_scan_equal_reference(tree: dict, patterns: list, cs: bool) -> 
     assert selected(scan) == expected, texts
     assert len(walk) == len(selected(walk))  # no duplicates
     assert len(scan) == len(selected(scan))
+
+
+def test_walk_and_scan_equal_fls_on_a_real_volume(unpacked) -> None:
+    """walk == scan == what The Sleuth Kit lists (fls -r -p), filtered independently."""
+    from selective_imager.discovery import open_disk
+    from tests import oracles
+    from tests.conftest import need_tool
+
+    patterns = {
+        "Windows/System32/config/*": r"windows/system32/config/[^/]+",
+        "**/NTUSER.DAT": r"(.+/)?ntuser\.dat",
+        "Users/*/AppData/**/*.lnk": r"users/[^/]+/appdata/(.+/)?[^/]+\.lnk",
+    }
+    rs = ruleset_of(rule("r", Target("t", tuple(patterns))))
+    image = unpacked("gpt-ntfs.raw")
+    paths, _, _ = oracles.fls_tree(image, 20480)
+    listing = oracles.run(need_tool("fls"), "-r", "-p", "-o", "20480", str(image))
+    dirs = {line.split("\t", 1)[1] for line in listing.splitlines() if line.startswith("d/d")}
+    with open_disk(image) as disk:
+        fs = disk.volume(3).filesystem
+        walk = {m.entry.path for m in match(fs, rs, strategy="walk") if not m.stream}
+        scan = {m.entry.path for m in match(fs, rs, strategy="scan") if not m.stream}
+    expected = {
+        p for p in paths - dirs
+        if any(re.fullmatch(rx, p.lower()) for rx in patterns.values())
+    }
+    assert expected and walk == scan == expected

@@ -7,6 +7,7 @@ import pytest
 from selective_imager.discovery import open_disk
 from selective_imager.selection.matcher import match_all
 from selective_imager.selection.rules import RuleSet, parse_rule_text
+from tests import oracles
 
 
 def ntfs_volumes(disk):
@@ -23,6 +24,10 @@ def test_scan_equals_walk_on_fixtures(unpacked, name):
             walked = {(e.path, e.entry, e.is_directory) for e in fs.walk()}
             scanned = {(e.path, e.entry, e.is_directory) for e in fs.scan()}
             assert scanned == walked
+            # Both equal what The Sleuth Kit lists (fls -r -p), path and MFT entry: an
+            # oracle outside the tool, so a defect shared by walk and scan shows.
+            paths, _, addr = oracles.fls_tree(unpacked(name), vol.report.volume.offset // 512)
+            assert {(p, e) for p, e, _ in scanned} == {(p, addr[p]) for p in paths}
 
 
 @pytest.mark.parametrize("name", ["ntfs-ptrn", "ntfs-2m"])
