@@ -373,6 +373,18 @@ def _open_leaf(node: _Node) -> OpenVolume:
         return _leaf_with_stream(node, error)
     except (FilesystemError, SelectiveImagerError) as exc:
         return _leaf_with_stream(node, str(exc))
+    try:
+        declared = fs.declared_size()
+    except (OSError, SelectiveImagerError):
+        declared = None
+    if declared is not None and declared > node.stream.size:
+        # Without a partition table (or inside BitLocker) only the file system knows.
+        cut = (
+            f"image truncated: the {fs.info.type} volume is {declared} bytes, "
+            f"{declared - node.stream.size} bytes past the end of what can be read; "
+            "what lies before the end is still read"
+        )
+        note = f"{cut}; {note}" if note else cut
     return _leaf(node, fs=fs, note=note)
 
 

@@ -78,3 +78,24 @@ def test_logical_volumes_past_the_end_are_named_and_the_run_is_partial(unpacked,
     out = tmp_path / "cut.zip"
     result = CliRunner().invoke(app, ["collect", str(cut), "-o", str(out), "-q", "--disk-hash", "none"])
     assert result.exit_code == 1, result.output
+
+
+def test_a_volume_without_a_table_cut_short_is_named_truncated(unpacked, truth, tmp_path):
+    """No partition table: the NTFS boot sector's size says how much is missing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from selective_imager.cli.app import app
+
+    size = truth("ntfs-noparts")["size"]
+    cut = tmp_path / "cut.raw"
+    with open(unpacked("ntfs-noparts.raw"), "rb") as fh:
+        cut.write_bytes(fh.read(9_000_000))
+    info = CliRunner().invoke(app, ["info", str(cut), "--json"])
+    (vol,) = json.loads(info.stdout)["volumes"]
+    assert vol["note"].startswith("image truncated")
+    assert f"{size - 9_000_000} bytes past the end" in vol["note"]
+    out = tmp_path / "cut.zip"
+    result = CliRunner().invoke(app, ["collect", str(cut), "-o", str(out), "-q", "--disk-hash", "none"])
+    assert result.exit_code == 1, result.output

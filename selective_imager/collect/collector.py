@@ -267,6 +267,9 @@ class _Run:
             if report.error and not unrecognised:
                 self.report.volume_errors.append(f"volume {report.volume.index}: {report.error}")
             return
+        if report.note.startswith("image truncated"):
+            self.report.volume_errors.append(f"volume {report.volume.index}: {report.note}")
+            self.event("error", "volume-truncated", report.note, volume=report.volume.index)
         self.event(
             "info",
             "volume",

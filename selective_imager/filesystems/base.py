@@ -124,6 +124,14 @@ class Filesystem(ABC):
         """The full entry for one that :meth:`scan` returned (itself by default)."""
         return entry
 
+    def declared_size(self) -> int | None:
+        """The volume size the file system itself records (None when not known).
+
+        Larger than the stream it was opened on means the volume was cut short (a
+        truncated image): what lies past the end is missing.
+        """
+        return None
+
     def close(self) -> None:
         """Release backend objects (the underlying stream stays open)."""
         return None

@@ -176,6 +176,14 @@ class NtfsFilesystem(Filesystem):
             case_sensitive=False,
         )
 
+    def declared_size(self) -> int | None:
+        """Total sectors of the boot sector (plus the backup boot sector) in bytes."""
+        boot = self._stream.read_at(0, 512)
+        if len(boot) < 512:
+            return None
+        per_sector = int.from_bytes(boot[0x0B:0x0D], "little")
+        return (int.from_bytes(boot[0x28:0x30], "little") + 1) * per_sector or None
+
     # -- entries ---------------------------------------------------------------
     def root(self) -> FileEntry:
         """The root directory (MFT entry 5)."""
