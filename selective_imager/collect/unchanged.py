@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from selective_imager.selection.matcher import Match
 
 _RunKey = tuple[tuple[int | None, int, bool, bool], ...]
+# Live items kept per run (~300 bytes each); past this the later ones are simply read
+# again from the stores that hold them.
+MAX_LIVE_ITEMS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ def _run_key(extents: tuple[Extent, ...]) -> _RunKey:
 
 
 class LiveIndex:
-    """Live items of volumes that have shadow copies (only those: bounded by the rules)."""
+    """Live items of volumes whose shadow copies are collected (at most MAX_LIVE_ITEMS)."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[Any, ...], LiveItem] = {}
@@ -79,8 +82,11 @@ class LiveIndex:
         """Keep a collected live item of a volume with shadow copies."""
         report = vol.report
         fs = vol.filesystem
-        if report.snapshot is not None or not report.details.get("shadow_copies"):
+        if report.snapshot is not None or len(self._items) >= MAX_LIVE_ITEMS:
             return
+        stores = report.details.get("shadow_copies") or ()
+        if not any(s["selected"] and not s["error"] for s in stores):
+            return  # no store of this volume is collected
         if fs is None or m.entry.entry is None:
             return
         record = self._record_range(vol, fs, m.entry.entry)
