@@ -163,6 +163,14 @@ def test_info_lists_both_stores_as_vshadowinfo(image: Path, oracle_stores) -> No
         assert mine["in_volume_data"] is True
         assert mine["size"] == int(re.search(r"\((\d+) bytes\)", theirs["Volume size"])[1])
         assert mine["error"] is None
+    # In-process (CliRunner) as through the console script.
+    from typer.testing import CliRunner
+
+    from selective_imager.cli.app import app
+
+    result = CliRunner().invoke(app, ["info", str(image), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["volumes"][0]["shadow_copies"] == listed
     text = cli("info", str(image)).stdout
     for theirs in oracle_stores:
         assert theirs["Identifier"] in text and _iso(theirs["Creation time"]) in text
@@ -391,3 +399,32 @@ def test_verify_and_extract_keep_the_stores_apart(collected, image: Path, oracle
         for label, items in oracle.items()
         for name, digest in items.items()
     }
+
+
+def test_blocks_said_unchanged_read_as_live_in_vshadowmount(image: Path, mounted: Path) -> None:
+    """The shortcut's premise, block by block: what the layer says a store did not change
+    reads byte for byte as the live volume in vshadowmount's store file."""
+    from selective_imager.discovery import open_disk
+    from selective_imager.volumes.base import DiscoveryOptions
+    from selective_imager.volumes.vss import BLOCK_SIZE
+
+    blocks = range(0, image.stat().st_size // BLOCK_SIZE, 4)  # every 4th 16 KiB block
+    with open_disk(image, options=DiscoveryOptions(vss=True)) as disk:
+        said = {
+            v.report.snapshot["index"]: [
+                b for b in blocks if v.raw.unchanged([(b * BLOCK_SIZE, BLOCK_SIZE)])
+            ]
+            for v in disk.volumes
+            if v.report.snapshot
+        }
+    assert sorted(said) == [1, 2]
+    with open(image, "rb") as live:
+        for k, unchanged in said.items():
+            # Store 1 shares most of the volume; the newest store zero-fills the blocks its
+            # bitmap marks unused (most of this near-empty volume), so it shares few.
+            assert len(unchanged) > (10_000 if k == 1 else 100)
+            with open(mounted / f"vss{k}", "rb") as store:
+                for b in unchanged:
+                    live.seek(b * BLOCK_SIZE)
+                    store.seek(b * BLOCK_SIZE)
+                    assert store.read(BLOCK_SIZE) == live.read(BLOCK_SIZE), (k, b)
