@@ -83,6 +83,8 @@ def ensure_venv(name: str) -> str | None:
 
 def pkg_version(venv: str, pkg: str) -> str:
     py = VENVS / venv / "bin" / "python"
+    if not py.exists():  # --no-install before the peers were ever installed
+        return "not installed"
     res = subprocess.run([str(py), "-c", f"import importlib.metadata as m; print(m.version({pkg!r}))"],
                          capture_output=True, text=True)
     return res.stdout.strip() or "?"

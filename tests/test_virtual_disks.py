@@ -308,6 +308,14 @@ def test_collect_equals_icat_and_disk_hash_equals_sha256sum(vdisks, name, tmp_pa
         assert item["hashes"]["sha256"] == _icat(v, addresses[key]), key
     if not v.big:
         assert acq["disk_hash"]["digests"]["sha256"] == _sha256sum(v.oracle)
+        # ... and every file as received, hashed during the same pass.
+        chain = acq["disk_hash"]["chain_files"]
+        assert [(c["path"], c["role"], c["size"]) for c in chain] == [
+            (str(p), role, p.stat().st_size) for p, role in v.files
+        ]
+        for item, (path, _) in zip(chain, v.files, strict=True):
+            assert item["digests"]["sha256"] == _sha256sum(path), path
+            assert item["bytes_hashed"] == path.stat().st_size and item["error"] is None
 
 
 def test_split_vmdk_second_extent_is_read(vdisks):
@@ -322,7 +330,45 @@ def test_hash_of_a_chain_is_the_virtual_disk(vdisks):
     v = vdisks["qcow2-overlay"]
     code, output = _cli("hash", v.path, "--hash", "sha256", "--json", "-q")
     assert code == 0, output
-    assert json.loads(output)["digests"]["sha256"] == _sha256sum(v.oracle)
+    data = json.loads(output)
+    assert data["digests"]["sha256"] == _sha256sum(v.oracle)
+    assert [(c["path"], c["digests"]["sha256"]) for c in data["chain_files"]] == [
+        (str(p), _sha256sum(p)) for p, _ in v.files
+    ]
+
+
+def test_concurrent_disk_hash_uses_the_given_parent(vdisks, tmp_path):
+    """--disk-hash-mode concurrent reopens the source: over the same parent (given)."""
+    import zipfile
+
+    v = vdisks["vhdx-diff"]
+    lone = tmp_path / "alone" / v.path.name
+    lone.parent.mkdir()
+    shutil.copy(v.path, lone)
+    out = tmp_path / "c.zip"
+    code, output = _cli(
+        "collect", lone, "--parent", v.files[1][0], "-o", out, "--json", "--quiet",
+        "--rule", "registry-and-mft", "--disk-hash", "sha256", "--disk-hash-mode", "concurrent",
+    )
+    assert code == 0, output
+    with zipfile.ZipFile(out) as zf:
+        acq = json.loads(zf.read("acquisition.json"))
+    assert acq["disk_hash"]["digests"]["sha256"] == _sha256sum(v.oracle)
+    assert [c["digests"]["sha256"] for c in acq["disk_hash"]["chain_files"]] == [
+        _sha256sum(lone), _sha256sum(v.files[1][0])
+    ]
+
+
+def test_raw_image_has_no_chain_hashes(unpacked, tmp_path):
+    """A raw image's one file is the disk: its hash is the disk hash, not read twice."""
+    import zipfile
+
+    out = tmp_path / "c.zip"
+    code, output = _cli("collect", unpacked("gpt-ntfs.raw"), "-o", out, "--json", "--quiet",
+                        "--rule", "registry-and-mft", "--disk-hash", "sha256")
+    assert code == 0, output
+    with zipfile.ZipFile(out) as zf:
+        assert "chain_files" not in json.loads(zf.read("acquisition.json"))["disk_hash"]
 
 
 # -- parents given or missing ------------------------------------------------------

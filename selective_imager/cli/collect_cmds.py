@@ -403,6 +403,7 @@ def hash_command(
     """Hash the whole source (raw bytes), optionally with piecewise SHA-256."""
     import threading
 
+    from selective_imager.collect.chainhash import chain_hasher
     from selective_imager.collect.hashing import hash_source, parse_algorithms
     from selective_imager.sources import open_source
 
@@ -423,6 +424,8 @@ def hash_command(
                 last[0] = total
 
             cancel = threading.Event()
+            # A virtual disk's files as received are hashed during the same pass.
+            chain = chain_hasher(src.info, algs)
             try:
                 result = hash_source(
                     src.stream,
@@ -431,11 +434,13 @@ def hash_command(
                     sector_size=src.info.sector_size,
                     progress=update,
                     cancel=cancel,
+                    sinks=(chain,) if chain else (),
                 )
             except KeyboardInterrupt:
                 cancel.set()
                 raise
             progress.done()
+            chain_files = [c.as_dict() for c in chain.results()] if chain else []
             stored = {
                 k.split(".", 1)[1]: v
                 for k, v in src.info.details.items()
@@ -455,6 +460,8 @@ def hash_command(
         "stored_hashes": stored,
         "seconds": round(result.seconds, 3),
     }
+    if chain_files:
+        data["chain_files"] = chain_files
     mismatch = [
         alg
         for alg, value in stored.items()
@@ -466,6 +473,9 @@ def hash_command(
     else:
         for alg, value in (data["digests"] or {}).items():
             print(f"{alg}  {value}  {source}")
+        for item in chain_files:
+            for alg, value in (item["digests"] or {}).items():
+                print(f"{alg}  {value}  {item['path']}  ({item['role']} file as received)")
         for alg, value in stored.items():
             state = "MISMATCH" if alg in mismatch else "matches"
             print(f"stored {alg} {value}: {state}")

@@ -16,6 +16,7 @@ from selective_imager import __version__
 from selective_imager.errors import SelectiveImagerError
 
 if TYPE_CHECKING:
+    from selective_imager.collect.chainhash import ChainFileHash
     from selective_imager.collect.collector import CollectionReport, CollectOptions
     from selective_imager.collect.hashing import DiskHashResult
     from selective_imager.discovery import Disk
@@ -100,15 +101,24 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         },
         "volume_errors": list(report.volume_errors),
         "unreadable": report.unreadable,
-        "disk_hash": disk_hash_record(report.disk_hash, options.piece_size, is_device),
+        "disk_hash": disk_hash_record(
+            report.disk_hash, options.piece_size, is_device, report.chain_hashes
+        ),
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
     }
 
 
 def disk_hash_record(
-    result: DiskHashResult | None, piece_size: int, is_device: bool
+    result: DiskHashResult | None,
+    piece_size: int,
+    is_device: bool,
+    chain: tuple[ChainFileHash, ...] = (),
 ) -> dict[str, Any] | None:
-    """The ``disk_hash`` object, or None when no disk hash was run."""
+    """The ``disk_hash`` object, or None when no disk hash was run.
+
+    For a virtual disk, ``chain_files`` holds the hash of each file as received (the
+    digests above are of the virtual disk, what the guest saw).
+    """
     if result is None:
         return None
     record: dict[str, Any] = {
@@ -125,6 +135,8 @@ def disk_hash_record(
         "unreadable": [[o, n] for o, n in result.unreadable],
         "seconds": round(result.seconds, 3),
     }
+    if chain:
+        record["chain_files"] = [c.as_dict() for c in chain]
     if is_device:
         record["live_source"] = (
             "the source is a device: if it was in use, it may have changed while it "

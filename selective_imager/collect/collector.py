@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from selective_imager import __version__
 from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_record, sentinel
+from selective_imager.collect.chainhash import ChainFileHash, chain_hasher
 from selective_imager.collect.finishing import store_journals, store_rule_files
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.collect.manifest import Journal, data_runs, item_record, utc_now
@@ -116,6 +117,8 @@ class CollectionReport:
             disk hash).
         vss_unchanged: shadow-copy items recorded as the live file without reading.
         vss_bytes_not_read: the bytes their content would have taken to read.
+        chain_hashes: for a virtual disk, the hash of each of its files as received,
+            taken during the disk-hash pass (empty without a disk hash).
     """
 
     output: Path
@@ -129,6 +132,7 @@ class CollectionReport:
     source_bytes_read: int = 0
     vss_unchanged: int = 0
     vss_bytes_not_read: int = 0
+    chain_hashes: tuple[ChainFileHash, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -681,6 +685,7 @@ def collect(
         if options.disk_hash and concurrent is None:
             progress.phase("disk-hash", disk.source.info.size, None)
             cancel = threading.Event()
+            chain = chain_hasher(disk.source.info, options.disk_hash)
             try:
                 run.report.disk_hash = hash_source(
                     disk.source.stream,
@@ -689,9 +694,12 @@ def collect(
                     sector_size=disk.source.info.sector_size,
                     progress=_delta(progress),
                     cancel=cancel,
+                    sinks=(chain,) if chain else (),
                 )
             finally:
                 progress.done()
+                if chain is not None:
+                    run.report.chain_hashes = chain.results()
             if not run.report.disk_hash.complete:
                 run.report.status = "incomplete"
     except KeyboardInterrupt as exc:
@@ -728,12 +736,16 @@ def _delta(progress: ProgressSink) -> Any:
 def _start_concurrent_hash(
     disk: Disk, options: CollectOptions, run: _Run
 ) -> tuple[threading.Thread, threading.Event, list[DiskHashResult]]:
-    from selective_imager.sources import open_source
+    from selective_imager.sources import SourceOptions, open_source
 
     cancel = threading.Event()
     results: list[DiskHashResult] = []
-    # Its own handle on the source: stream objects are not shared between threads.
-    source = open_source(disk.source.info.path)
+    # Its own handle on the source (stream objects are not shared between threads),
+    # over the same files: the parents the first opening found.
+    info = disk.source.info
+    parents = tuple(c.path for c in info.chain if c.role == "parent")
+    source = open_source(info.path, SourceOptions(parents=parents))
+    chain = chain_hasher(source.info, options.disk_hash)
 
     def work() -> None:
         try:
@@ -744,9 +756,12 @@ def _start_concurrent_hash(
                     piece_size=options.piece_size,
                     sector_size=source.info.sector_size,
                     cancel=cancel,
+                    sinks=(chain,) if chain else (),
                 )
             )
         finally:
+            if chain is not None:
+                run.report.chain_hashes = chain.results()
             source.close()
 
     thread = threading.Thread(target=work, name="disk-hash", daemon=True)
