@@ -335,12 +335,14 @@ def _flip(key: fve.FullVolumeKey, byte: int) -> fve.FullVolumeKey:
 def test_corrupted_key_is_caught_and_pybde_kept(volume, plain, bl, key, monkeypatch, byte):
     wrong = _flip(key, byte)
     calls: list[str] = []
+    real = fve.derive_keys
 
     def corrupted(metadata, kind, secret=None):
         calls.append(kind)
-        return wrong
+        vmk, _key = real(metadata, kind, secret)
+        return vmk, wrong  # pybde gets the right VMK, the fast path a wrong FVEK
 
-    monkeypatch.setattr(fve, "derive_full_volume_key", corrupted)
+    monkeypatch.setattr(fve, "derive_keys", corrupted)
     bde = open_bitlocker(volume, _creds("password", bl["password"]))
     try:
         assert calls == ["password"]
@@ -353,22 +355,23 @@ def test_corrupted_key_is_caught_and_pybde_kept(volume, plain, bl, key, monkeypa
         bde.close()
 
 
-def test_only_the_credential_pybde_accepts_keys_the_fast_path(volume, bl, monkeypatch):
-    """Keys are derived beside pybde's unlock for each credential tried, but only the
-    one pybde accepted is used; a wrong password leaves the volume locked."""
+def test_only_an_authenticated_credential_keys_the_fast_path(volume, bl, monkeypatch):
+    """A credential keys the fast path only when its key chain authenticates; one the
+    project's reader rejects still gets pybde's own verdict (here: wrong, locked)."""
     used: list[str] = []
-    real = fve.derive_full_volume_key
+    real = fve.derive_keys
 
     def spy(metadata, kind, secret=None):
-        key = real(metadata, kind, secret)  # raises for a wrong credential
+        keys = real(metadata, kind, secret)  # raises for a wrong credential
         used.append(kind)
-        return key
+        return keys
 
-    monkeypatch.setattr(fve, "derive_full_volume_key", spy)
+    monkeypatch.setattr(fve, "derive_keys", spy)
     wrong = StaticCredentials([Credential("password", "Wrong-Passw0rd!", "a")])
     bde = open_bitlocker(volume, wrong)
     assert bde.info.state == "locked" and bde.stream is None
     assert bde.info.decryptor == ""
+    assert "password from a: wrong" in bde.info.reason  # pybde's verdict
     assert used == []
     both = StaticCredentials(
         [
@@ -486,8 +489,9 @@ def test_shared_corrupted_key_falls_back_without_changing_output(shared, opened,
     assert isinstance(good_stream, FastBdeStream)
     raw = _stream(shared(f"bitlocker/{name}.bin"))
     md = fve.read_metadata(raw)
-    wrong = _flip(fve.derive_full_volume_key(md, kind, secret), 3)
-    monkeypatch.setattr(fve, "derive_full_volume_key", lambda *a, **k: wrong)
+    vmk, key = fve.derive_keys(md, kind, secret)
+    wrong = _flip(key, 3)
+    monkeypatch.setattr(fve, "derive_keys", lambda *a, **k: (vmk, wrong))
     bde = open_bitlocker(raw, _creds(kind, secret))
     try:
         assert bde.info.decryptor == "pybde"
@@ -620,3 +624,35 @@ def test_vista_metadata_with_xts_takes_the_checked_fast_path(plain, bl, tmp_path
     finally:
         oracle.close()
         bde.close()
+
+
+# ------------------------------------------------ the VMK handed to pybde for the check
+
+
+def test_clear_key_handoff_unlocks_pybde_without_its_stretch(volume, plain, bl):
+    """pybde, shown the VMK as a clear-key protector in a read overlay, unlocks with no
+    credential and decrypts the volume, on its own, to the plain volume."""
+    from selective_imager.volumes.bitlocker import handoff
+
+    md = fve.read_metadata(volume)
+    vmk, _key = fve.derive_keys(md, "password", bl["password"])
+    overlay = handoff.clear_key_overlay(volume, md, vmk)
+    assert overlay is not None
+    # Only the metadata blocks differ; readers show those areas as zeros anyway.
+    for offset in range(0, volume.size, 64 * 1024):
+        if offset not in md.metadata_offsets:
+            assert overlay.read_at(offset, 4096) == volume.read_at(offset, 4096)
+    handle = pybde.volume()
+    overlay.seek(0)
+    handle.open_file_object(overlay)
+    try:
+        assert not handle.is_locked()
+        assert handle.get_number_of_key_protectors() == 3  # the fixture's two + the handoff
+        assert handle.read_buffer_at_offset(len(plain), 0) == plain
+    finally:
+        handle.close()
+    # The volume's own metadata, as the project's reader and pybde read it, is unchanged.
+    assert [p.kind for p in fve.read_metadata(volume).protectors] == [
+        "recovery_password",
+        "password",
+    ]

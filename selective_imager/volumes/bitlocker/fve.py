@@ -833,3 +833,11 @@ def derive_full_volume_key(
 ) -> FullVolumeKey:
     """Credential → VMK → FVEK (see :func:`volume_master_key`)."""
     return full_volume_key(metadata, volume_master_key(metadata, kind, secret))
+
+
+def derive_keys(
+    metadata: FveMetadata, kind: str, secret: str | bytes | ExternalKey | None = None
+) -> tuple[SecretBytes, FullVolumeKey]:
+    """Credential → (VMK, FVEK), both authenticated by their AES-CCM tags."""
+    vmk = volume_master_key(metadata, kind, secret)
+    return vmk, full_volume_key(metadata, vmk)

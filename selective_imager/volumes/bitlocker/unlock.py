@@ -3,10 +3,14 @@
 A pybde volume object must never be shared between threads; each
 :class:`BitLockerVolume` owns its own and serialises reads through a lock.
 
-pybde unlocks the volume (it decides whether a credential is right). Then the OpenSSL
-fast path (:mod:`selective_imager.volumes.bitlocker.fve` derives the full-volume key from the same
-credential, :class:`~selective_imager.volumes.bitlocker.fast.FastBdeStream` decrypts in bulk) is
-compared with pybde's output on the first and last MiB, 32 windows spread over the
+The project's reader (:mod:`selective_imager.volumes.bitlocker.fve`) opens the key chain
+with the credential first (VMK and FVEK, authenticated by their AES-CCM tags) and hands
+the VMK to pybde as a clear-key protector in a read overlay
+(:mod:`selective_imager.volumes.bitlocker.handoff`), so that pybde unlocks without
+repeating the ~0.5 s password stretch. A credential the reader rejects is still given to
+pybde, which then decides (its stretch runs beside the reader's derivation). Then the
+OpenSSL fast path (:class:`~selective_imager.volumes.bitlocker.fast.FastBdeStream`,
+decrypting in bulk) is compared with pybde's output on the first and last MiB, 32 windows spread over the
 volume and every layout boundary; it is used only if every byte is equal (one known
 pybde deviation excused: see :func:`_vista_boot_sector_as_windows`). Otherwise, or when
 the layout is not supported (encrypt-on-write), pybde keeps decrypting and
@@ -259,6 +263,16 @@ def open_bitlocker(
                     return BitLockerVolume(info, opened, None)
                 tried.append(f"{cred.describe()}: {why}")
                 continue
+            handed = _hand_over(pybde, base, plan, cred)
+            if handed is not None:
+                # The project's reader opened the key chain; pybde got the VMK without
+                # its own stretch and is kept for the cross-check (and as fallback).
+                handle.close()
+                handle, derivation = handed
+                unlocked_with = cred.kind
+                unlocking = cred
+                tried.append(cred.describe())
+                break
             # The key derivation (a ~0.5 s password stretch) runs beside pybde's own
             # unlock: pybde releases the GIL, so on two cores the pair costs one stretch.
             pending = _start_derivation(plan, cred)
@@ -444,6 +458,42 @@ def _plan_fast_path(base: ByteStream) -> _FastPlan:
     if metadata.method == fve.METHOD_NONE:
         return _FastPlan(None, "the volume is not encrypted (method none): pybde reads it")
     return _FastPlan(metadata, "")
+
+
+def _hand_over(
+    pybde: Any, base: ByteStream, plan: _FastPlan, cred: Credential
+) -> tuple[Any, Future[FullVolumeKey]] | None:
+    """pybde unlocked through a clear-key overlay holding the VMK this credential opens.
+
+    None when the credential does not open the key chain here (pybde then tries it
+    itself, so a credential this reader rejects still gets libbde's verdict) or when
+    libbde does not take the overlay. See :mod:`selective_imager.volumes.bitlocker.handoff`.
+    """
+    if plan.metadata is None or cred.kind not in (PASSWORD, RECOVERY_PASSWORD, STARTUP_KEY):
+        return None
+    try:
+        from selective_imager.volumes.bitlocker import (
+            fast,  # noqa: F401 - numpy, now
+            fve,
+            handoff,
+        )
+
+        vmk, key = fve.derive_keys(plan.metadata, cred.kind, cred.secret)
+        overlay = handoff.clear_key_overlay(base, plan.metadata, vmk)
+    except (ImportError, SelectiveImagerError, OSError, ValueError, struct.error):
+        return None
+    if overlay is None:
+        return None
+    try:
+        handle = _open_handle(pybde, overlay, None)
+    except OSError:
+        return None
+    if handle.is_locked():
+        handle.close()
+        return None
+    done: Future[FullVolumeKey] = Future()
+    done.set_result(key)
+    return handle, done
 
 
 def _start_derivation(plan: _FastPlan, cred: Credential) -> Future[FullVolumeKey] | None:
