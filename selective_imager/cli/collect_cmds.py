@@ -195,6 +195,18 @@ def collect(
             "it as the live file without reading it).",
         ),
     ] = False,
+    encrypt_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encrypt-to",
+            help="Write the container age-encrypted to this recipient (age1… or an "
+            "ssh-ed25519/ssh-rsa public key); repeatable. Name the output .zip.age.",
+        ),
+    ] = None,
+    recipients_file: Annotated[
+        Path | None,
+        typer.Option("--recipients-file", help="age recipients, one a line (as age -R)."),
+    ] = None,
     parent: ParentOption = None,
     read_timeout: Annotated[
         float | None,
@@ -225,6 +237,7 @@ def collect(
         if strategy not in ("auto", "walk", "scan"):
             raise _Unrecognised(f"--strategy {strategy!r}: use auto, walk or scan")
         pieces = _parse_size(piece_size)
+        recipients = _recipients(encrypt_to or [], recipients_file)
         if not dry_run and output is None:
             raise _Unrecognised("--output is required (or use --dry-run)")
         if output is not None and output.exists() and not force and not dry_run:
@@ -254,6 +267,7 @@ def collect(
                     command_line=_redacted_argv(creds),
                     strategy=strategy,
                     vss_reuse=not vss_read_all,
+                    encrypt_to=recipients,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:
@@ -270,6 +284,18 @@ def collect(
     raise typer.Exit(code)
 
 
+def _recipients(keys: list[str], recipients_file: Path | None) -> tuple[Any, ...]:
+    """The age recipients of ``--encrypt-to`` and ``--recipients-file``."""
+    if not keys and recipients_file is None:
+        return ()
+    from selective_imager.container.age import parse_recipient, read_recipients_file
+
+    found = [parse_recipient(key) for key in keys]
+    if recipients_file is not None:
+        found += read_recipients_file(recipients_file)
+    return tuple(found)
+
+
 def _print_collect_summary(report: Any, json_output: bool) -> None:
     disk = report.disk_hash
     summary = {
@@ -278,6 +304,7 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
         "counts": report.counts,
         "bytes_collected": report.bytes_collected,
         "container_sha256": report.container_sha256,
+        "container_encrypted": report.encrypted,
         "disk_hash": None
         if disk is None
         else {
@@ -322,6 +349,8 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
         table.add_row("[red]volume error[/]", _escape(problem))
     out.print(table)
     out.print(f"container sha256 {report.container_sha256}")
+    if report.encrypted:
+        out.print(f"(of the age-encrypted file; also in {_escape(str(report.output))}.sha256)")
 
 
 def _dry_run(

@@ -26,6 +26,25 @@ from selective_imager.cli.options import (
     _with_credentials,
 )
 
+IdentityOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--identity",
+        "-i",
+        help="age identity file or unencrypted SSH private key, for an age-encrypted container.",
+    ),
+]
+
+
+def _identities(path: Path | None) -> list[Any] | None:
+    """The identities in ``--identity`` (read inside the caller's error handler)."""
+    if path is None:
+        return None
+    from selective_imager.container.age import read_identities
+
+    return list(read_identities(path))
+
+
 
 # -- verify / extract / show -------------------------------------------------
 @app.command()
@@ -38,6 +57,7 @@ def verify(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     parent: ParentOption = None,
+    identity: IdentityOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Re-hash every member against the manifest and the seal (and the source)."""
@@ -45,7 +65,8 @@ def verify(
 
     differences: list[dict[str, Any]] = []
     with _errors():
-        report = verify_container(container)
+        identities = _identities(identity)
+        report = verify_container(container, identities=identities)
         differences = [
             {
                 "what": d.member,
@@ -65,7 +86,9 @@ def verify(
             # Every shadow copy opened (not read): items collected from stores are
             # looked up in theirs.
             with _open(source, creds, DiscoveryOptions(vss=True), parents=parent) as disk:
-                source_checked, item_diffs, disk_diffs = reverify_container(container, disk)
+                source_checked, item_diffs, disk_diffs = reverify_container(
+                    container, disk, identities=identities
+                )
             differences += [
                 {
                     "what": d.what,
@@ -119,12 +142,15 @@ def extract(
         str | None, typer.Option("--path", help="Only items whose original path matches this glob.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    identity: IdentityOption = None,
 ) -> None:
     """Restore collected files under their original names, with modification times."""
     from selective_imager.container.reader import extract as extract_container
 
     with _errors():
-        report = extract_container(container, dest, pattern=path)
+        report = extract_container(
+            container, dest, pattern=path, identities=_identities(identity)
+        )
     if json_output:
         print(
             json.dumps(
@@ -154,12 +180,13 @@ def extract(
 def show(
     container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    identity: IdentityOption = None,
 ) -> None:
     """Summarise a container: source, volumes, counts, hashes, seal status."""
     from selective_imager.container.reader import summary
 
     with _errors():
-        data = summary(container)
+        data = summary(container, _identities(identity))
     if json_output:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         return

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from selective_imager.collect.chainhash import ChainFileHash
     from selective_imager.collect.collector import CollectionReport, CollectOptions
     from selective_imager.collect.hashing import DiskHashResult
+    from selective_imager.container.age import Recipient
     from selective_imager.discovery import Disk
 
 _LIBRARIES = (
@@ -105,6 +106,19 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
             report.disk_hash, options.piece_size, is_device, report.chain_hashes
         ),
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
+        "encryption": encryption_record(options.encrypt_to),
+    }
+
+
+def encryption_record(recipients: tuple[Recipient, ...]) -> dict[str, Any] | None:
+    """How the container is encrypted at rest (public keys only), or None."""
+    if not recipients:
+        return None
+    return {
+        "format": "age-encryption.org/v1",
+        "recipients": [{"type": r.kind, "key": r.text} for r in recipients],
+        # A file cannot hold its own hash: the encrypted file's SHA-256 is outside it.
+        "encrypted_sha256": "in the collect summary and the <container>.sha256 sidecar",
     }
 
 

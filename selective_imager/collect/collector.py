@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from selective_imager.collect.hashing import DiskHashResult
+    from selective_imager.container.age import Recipient
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
     from selective_imager.models import Extent
@@ -82,6 +83,8 @@ class CollectOptions:
         vss_reuse: record a shadow-copy item whose blocks and MFT record no store
             changed as a duplicate of the live item, without reading it (False reads
             every store item).
+        encrypt_to: age recipients: the container is written age-encrypted (its
+            SHA-256, of the encrypted file, then also goes to ``<output>.sha256``).
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -97,6 +100,7 @@ class CollectOptions:
     command_line: tuple[str, ...] = ()
     strategy: str = "auto"
     vss_reuse: bool = True
+    encrypt_to: tuple[Recipient, ...] = ()
 
 
 @dataclass(slots=True)
@@ -119,6 +123,8 @@ class CollectionReport:
         vss_bytes_not_read: the bytes their content would have taken to read.
         chain_hashes: for a virtual disk, the hash of each of its files as received,
             taken during the disk-hash pass (empty without a disk hash).
+        encrypted: the container is age-encrypted (``container_sha256`` is then the
+            hash of the encrypted file, also written to ``<output>.sha256``).
     """
 
     output: Path
@@ -133,6 +139,7 @@ class CollectionReport:
     vss_unchanged: int = 0
     vss_bytes_not_read: int = 0
     chain_hashes: tuple[ChainFileHash, ...] = ()
+    encrypted: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -234,7 +241,12 @@ class _Run:
         self.started = utc_now()
         self.sentinel_start = sentinel(disk) if disk.source.info.is_device else ""
         self.rules_meta: list[dict[str, Any]] = []
-        self.writer = ZipWriter(output, overwrite=options.overwrite, hash_output=True)
+        self.writer = ZipWriter(
+            output,
+            overwrite=options.overwrite,
+            hash_output=True,
+            encrypt_to=options.encrypt_to or None,
+        )
         self.write_behind = _WriteBehind()
         self.live = LiveIndex()
         try:
@@ -800,10 +812,22 @@ def _finalise(run: _Run) -> None:
     run.log.remove()
     digest = run.writer.sha256
     if digest is None:
-        # The follower could not read the output back (or no preadv): one more pass.
+        # No follower (encrypted output, no preadv) or it could not read: one more pass.
         h = hashlib.sha256()
         with open(run.output, "rb") as fh:
             while chunk := fh.read(4 << 20):
                 h.update(chunk)
         digest = h.hexdigest()
     run.report.container_sha256 = digest
+    if run.options.encrypt_to:
+        run.report.encrypted = True
+        _write_sidecar(run.output, digest)
+
+
+def _write_sidecar(output: Path, digest: str) -> None:
+    """``<output>.sha256`` in ``sha256sum`` format: the encrypted file cannot hold its hash."""
+    sidecar = output.with_name(output.name + ".sha256")
+    try:
+        sidecar.write_text(f"{digest}  {output.name}\n", encoding="utf-8")
+    except OSError as exc:
+        raise ContainerError(f"cannot write {sidecar}: {exc.strerror or exc}") from exc

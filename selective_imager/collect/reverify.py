@@ -116,9 +116,11 @@ def reverify_disk(disk: Disk, acquisition: dict[str, Any]) -> list[SourceDiffere
 
 
 def reverify_container(
-    container: str | os.PathLike[str], disk: Disk
+    container: str | os.PathLike[str], disk: Disk, *, identities: list[Any] | None = None
 ) -> tuple[int, list[SourceDifference], list[SourceDifference]]:
     """Re-read every item of ``container``'s manifest and the disk hash from ``disk``.
+
+    ``identities`` open an age-encrypted container.
 
     Returns:
         The number of items re-read, the item differences and the disk-hash differences.
@@ -127,7 +129,7 @@ def reverify_container(
 
     from selective_imager.container.reader import open_container
 
-    with open_container(container) as box:
+    with open_container(container, identities) as box:
         records = [
             json.loads(line) for line in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if line
         ]

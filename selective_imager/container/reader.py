@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher
 from selective_imager.collect.outcome import CONTENT_OUTCOMES, STORED_OUTCOMES, Outcome
+from selective_imager.container.age import Identity, is_age_file, open_plaintext
 from selective_imager.container.names import (
     FILES_PREFIX,
     IrreversibleNameError,
@@ -194,11 +195,24 @@ class Container:
         zip: the underlying :class:`zipfile.ZipFile`.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], identities: list[Identity] | None = None
+    ) -> None:
         self.path = os.fspath(path)
+        self.encrypted = is_age_file(self.path)
+        source: Any = self.path
+        if self.encrypted:
+            if not identities:
+                raise ContainerError(
+                    f"{self.path} is age-encrypted: give --identity KEYFILE to read it"
+                )
+            # Decrypted chunk by chunk in memory: no plaintext reaches the disk.
+            source = open_plaintext(self.path, identities)
         try:
-            self.zip = zipfile.ZipFile(self.path, "r")
+            self.zip = zipfile.ZipFile(source, "r")
         except (OSError, zipfile.BadZipFile) as exc:
+            if source is not self.path:
+                source.close()
             raise ContainerError(f"cannot open container {self.path}: {exc}") from exc
 
     def close(self) -> None:
@@ -308,13 +322,15 @@ def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
         yield entry
 
 
-def open_container(path: str | os.PathLike[str]) -> Container:
-    """Open a container for reading.
+def open_container(
+    path: str | os.PathLike[str], identities: list[Identity] | None = None
+) -> Container:
+    """Open a container for reading (an age-encrypted one with ``identities``).
 
     Raises:
         ContainerError: not a readable ZIP file.
     """
-    return Container(path)
+    return Container(path, identities)
 
 
 class _SparseFeeder:
@@ -365,7 +381,10 @@ def _item_algorithms(item: ManifestItem) -> tuple[str, ...]:
 
 
 def verify(
-    path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None
+    path: str | os.PathLike[str],
+    *,
+    progress: Callable[[int], None] | None = None,
+    identities: list[Identity] | None = None,
 ) -> VerifyReport:
     """Re-hash every member against the seal and every item against the manifest.
 
@@ -382,7 +401,7 @@ def verify(
     started = time.perf_counter()
     diffs: list[Difference] = []
     members_checked = items_checked = bytes_read = 0
-    with open_container(path) as box:
+    with open_container(path, identities) as box:
         infos = box.zip.infolist()
         counts = Counter(info.filename for info in infos)
         for name, count in counts.items():
@@ -706,6 +725,7 @@ def extract(
     dest: str | os.PathLike[str],
     *,
     pattern: str | None = None,
+    identities: list[Identity] | None = None,
 ) -> ExtractReport:
     """Restore collected files under ``dest/<volume>/<original path>``.
 
@@ -733,7 +753,7 @@ def extract(
     except OSError as exc:
         raise ContainerError(f"cannot create {root}: {exc}") from exc
     root = Path(os.path.realpath(root))
-    with open_container(path) as box:
+    with open_container(path, identities) as box:
         ex = _Extractor(box, root)
         if box.has_manifest():
             _extract_from_manifest(box, ex, pattern)
@@ -797,13 +817,15 @@ def _extract_from_names(box: Container, ex: _Extractor, pattern: str | None) -> 
         ex.extract_one(name, parts, info, (None, ()), None)
 
 
-def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+def summary(
+    path: str | os.PathLike[str], identities: list[Identity] | None = None
+) -> dict[str, Any]:
     """What ``show`` prints: acquisition facts, counts by outcome, seal status.
 
     The seal status here is structural (present, parsable, covering exactly the other
     members); only :func:`verify` re-hashes content.
     """
-    with open_container(path) as box:
+    with open_container(path, identities) as box:
         infos = box.zip.infolist()
         outcomes: Counter[str] = Counter()
         by_volume: Counter[str] = Counter()
@@ -840,6 +862,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {
             "path": box.path,
             "container_bytes": Path(box.path).stat().st_size,
+            "encrypted": "age" if box.encrypted else None,
             "members": len(infos),
             "uncompressed_bytes": sum(i.file_size for i in infos),
             "compressed_bytes": sum(i.compress_size for i in infos),

@@ -54,6 +54,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.container.age import AgeWriter
 from selective_imager.errors import ContainerError
 
 _deflate: Any
@@ -63,8 +64,12 @@ try:
 except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
     _deflate = zlib
 
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
+
+    from selective_imager.container.age import Recipient
 
 STORED = 0
 DEFLATED = 8
@@ -199,6 +204,7 @@ class MemberWriter:
         self._inflight: deque[Future[bytes] | bytes] = deque()
         self._finished = False
         self._extra = struct.pack("<HHQQ", 1, 16, 0, 0) + _timestamp_extra(mtime)
+        owner._hold_header(offset, _LOCAL_FMT.size + len(raw_name) + len(self._extra))
         self._write_local_header(STORED, 0, 0, 0)
         self._data_start = owner._tell()
 
@@ -426,7 +432,12 @@ class ZipWriter:
         trial_size: bytes compressed to decide stored/deflated when ``compress=None``.
         min_saving: the fraction the trial must save for the member to be deflated.
         hash_output: compute the SHA-256 of the finished file while writing it
-            (:attr:`sha256` after :meth:`close`).
+            (:attr:`sha256` after :meth:`close`; not with ``encrypt_to``).
+        encrypt_to: age recipients: the file is written age-encrypted
+            (:class:`~selective_imager.container.age.AgeWriter`); the open member's
+            local header stays in memory until it is patched, and a member discarded
+            after its data reached the file stays as unreferenced bytes (its header
+            zeroed) because encrypted chunks are never rewritten.
 
     Raises:
         ContainerError: the file exists (without ``overwrite``) or cannot be created.
@@ -445,13 +456,19 @@ class ZipWriter:
         trial_size: int = 256 << 10,
         min_saving: float = 0.08,
         hash_output: bool = False,
+        encrypt_to: Sequence[Recipient] | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._age: AgeWriter | None = None
+        if encrypt_to:
+            self._age = AgeWriter(self.path, list(encrypt_to), overwrite=overwrite)
+            self._file: Any = self._age
         try:
-            # Closed in close(); the writer outlives any with-block here.
-            self._file = open(  # noqa: SIM115
-                self.path, "wb" if overwrite else "xb", buffering=1 << 20
-            )
+            if self._age is None:
+                # Closed in close(); the writer outlives any with-block here.
+                self._file = open(  # noqa: SIM115
+                    self.path, "wb" if overwrite else "xb", buffering=1 << 20
+                )
         except OSError as exc:
             raise ContainerError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
         self.level = level
@@ -472,7 +489,7 @@ class ZipWriter:
         self._committed = 0  # end of the last closed member
         self._hasher_mark = 0
         self._hasher: _OutputHasher | None = None
-        if hash_output and hasattr(os, "preadv"):
+        if hash_output and hasattr(os, "preadv") and self._age is None:
             self._hasher = _OutputHasher(self.path)
 
     # -- public ------------------------------------------------------------------
@@ -599,6 +616,13 @@ class ZipWriter:
         not fit, the file ends after the last member: its local headers are complete,
         so ``zip -FF`` rebuilds the directory.
         """
+        if self._age is not None:
+            # Encrypted chunks cannot be cut back: finish the stream as it stands (the
+            # local headers of closed members are complete, for zip -FF).
+            with contextlib.suppress(OSError, ContainerError):
+                self._age.release()
+                self._age.close()
+            return
         fd = os.dup(self._file.fileno())
         try:
             # Closing flushes the buffer, which may fail again; the file is closed anyway
@@ -661,6 +685,8 @@ class ZipWriter:
             self._file.flush()
         except OSError as exc:
             raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        if self._age is not None:
+            self._age.release()
         self._members.append(info)
         self._names.add(info.name)
         self._current = None
@@ -669,7 +695,21 @@ class ZipWriter:
             self._hasher_mark = self._pos
             self._hasher.advance(self._pos)
 
+    def _hold_header(self, offset: int, length: int) -> None:
+        if self._age is not None:
+            self._age.hold(offset, offset + length)
+
     def _member_discarded(self, member: MemberWriter) -> None:
+        if self._age is not None and not self._age.can_truncate(member.offset):
+            # Past encrypted chunks: the bytes stay, unreferenced, with no header.
+            try:
+                self._age.seek(member.offset)
+                self._age.write(bytes(member._data_start - member.offset))
+                self._age.seek(self._pos)
+                self._age.release()
+            finally:
+                self._current = None
+            return
         try:
             self._file.seek(member.offset)
             self._file.truncate()
@@ -678,6 +718,8 @@ class ZipWriter:
         finally:
             self._current = None
         self._pos = member.offset
+        if self._age is not None:
+            self._age.release()
 
     # -- central directory -----------------------------------------------------------
     def _write_central_directory(self) -> None:
