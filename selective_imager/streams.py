@@ -57,6 +57,16 @@ class ByteStream(io.RawIOBase):
         self.bytes_read += len(data)
         return data
 
+    def read_into_at(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset`` without moving the position; returns the count.
+
+        Streams that assemble their data (decompressed chunks) override it to copy each
+        piece straight into the caller's buffer.
+        """
+        data = self.read_at(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
     # io.RawIOBase protocol -------------------------------------------------
     def readable(self) -> bool:
         """Always readable."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -103,3 +104,21 @@ class PhaseRecorder:
 
     def done(self) -> None:
         pass
+
+
+# 6 MiB of the gpt-ntfs disk, then pseudo-random bytes (which do not compress: they make
+# several segments and stored chunks beside compressed ones), 12 MiB + 3 sectors in all
+# so the last chunk of every chunk size is short.
+EWF_MEDIA = 12 * 2**20 + 3 * 512
+EWF_DISK_PART = 6 * 2**20
+
+
+@pytest.fixture(scope="session")
+def media(unpacked, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The raw bytes of the E01 reader/writer tests, as a file (see EWF_MEDIA)."""
+    raw = unpacked("gpt-ntfs.raw")
+    out = tmp_path_factory.mktemp("ewf-media") / "media.raw"
+    with open(raw, "rb") as fin, open(out, "wb") as fout:
+        fout.write(fin.read(EWF_DISK_PART))
+        fout.write(random.Random(13).randbytes(EWF_MEDIA - EWF_DISK_PART))
+    return out

@@ -19,13 +19,8 @@ from selective_imager.collect.hashing import hash_source
 from selective_imager.sources import open_source
 from selective_imager.sources.ewf import BACKEND_ENV
 from selective_imager.sources.ewf_reader import EwfChunkError, parse_image
+from tests.conftest import EWF_MEDIA as MEDIA
 from tests.conftest import need_tool
-
-# 6 MiB of the gpt-ntfs disk, then pseudo-random bytes (which do not compress: they make
-# several segments and stored chunks beside compressed ones), 12 MiB + 3 sectors in all
-# so the last chunk of every chunk size is short.
-MEDIA = 12 * 2**20 + 3 * 512
-DISK_PART = 6 * 2**20
 
 # name: ewfacquire arguments (format, compression, sectors per chunk, segment size).
 VARIANTS: dict[str, list[str]] = {
@@ -50,17 +45,6 @@ def ewfacquire(source: Path, target: Path, args: list[str]) -> Path:
     first = sorted(target.parent.glob(target.name + ".[EeSs]01"))
     assert first, f"ewfacquire wrote nothing for {target}"
     return first[0]
-
-
-@pytest.fixture(scope="session")
-def media(unpacked, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The raw bytes the E01s hold, as a file."""
-    raw = unpacked("gpt-ntfs.raw")
-    out = tmp_path_factory.mktemp("ewf-media") / "media.raw"
-    with open(raw, "rb") as fin, open(out, "wb") as fout:
-        fout.write(fin.read(DISK_PART))
-        fout.write(random.Random(13).randbytes(MEDIA - DISK_PART))
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,14 @@ import sys
 
 import typer
 
-from selective_imager.cli import collect_cmds, container_cmds, inspect_cmds, rules_cmds
+from selective_imager.cli import collect_cmds, container_cmds, image_cmds, inspect_cmds, rules_cmds
 from selective_imager.cli.common import EXIT_OK, EXIT_USAGE, _escape, app, err
 from selective_imager.cli.rules_cmds import rules_app
 
-__all__ = ["app", "collect_cmds", "container_cmds", "inspect_cmds", "main", "rules_app", "rules_cmds"]
+__all__ = [
+    "app", "collect_cmds", "container_cmds", "image_cmds", "inspect_cmds", "main", "rules_app",
+    "rules_cmds",
+]  # fmt: skip
 
 
 def main() -> None:

@@ -217,6 +217,22 @@ def collect(
             "image files; 0: never.",
         ),
     ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            "--image", help="Also a physical image (.E01 or .raw), written by the disk-hash pass."
+        ),
+    ] = None,
+    image_format: Annotated[
+        str, typer.Option("--image-format", help="e01, raw, or auto (from --image's suffix).")
+    ] = "auto",
+    segment_size: Annotated[
+        str, typer.Option("--segment-size", help="Largest E01 segment file.")
+    ] = "2GiB",
+    image_compression: Annotated[
+        str, typer.Option("--image-compression", help="E01: none, empty-block, fast or best.")
+    ] = "fast",
+    chunk_size: Annotated[str, typer.Option("--chunk-size", help="E01 chunk size.")] = "32KiB",
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
@@ -242,6 +258,8 @@ def collect(
             raise _Unrecognised("--output is required (or use --dry-run)")
         if output is not None and output.exists() and not force and not dry_run:
             raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
+        if image is not None and image.exists():
+            raise _Unrecognised(f"{image}: exists: refusing to overwrite")
         discovery = _vss_options(vss, vss_since)
         specs, folders = _rule_specs(rule or [], rule_path)
         ruleset = resolve(specs or ["triage"], rule_paths=folders)
@@ -249,6 +267,16 @@ def collect(
         with _open(
             source, creds, discovery, parents=parent, read_timeout=read_timeout
         ) as disk:
+            image_opts = None
+            if image is not None and not dry_run:
+                from selective_imager.cli.image_cmds import image_options
+
+                header = {"case_number": case, "evidence_number": evidence,
+                          "examiner": examiner, "notes": notes}  # fmt: skip
+                image_opts = image_options(
+                    image, image_format, segment_size, image_compression, chunk_size,
+                    disk.source.info.sector_size, True, header,
+                )  # fmt: skip
             if dry_run:
                 code = _dry_run(disk, ruleset, volume, strategy, json_output)
             else:
@@ -265,6 +293,8 @@ def collect(
                     examiner=examiner,
                     notes=notes,
                     command_line=_redacted_argv(creds),
+                    image=image_opts,
+                    image_output=image,
                     strategy=strategy,
                     vss_reuse=not vss_read_all,
                     encrypt_to=recipients,
@@ -317,6 +347,9 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
         "source_bytes_read": report.source_bytes_read,
         "vss_unchanged_not_read": report.vss_unchanged,
         "vss_bytes_not_read": report.vss_bytes_not_read,
+        "image": None
+        if report.image is None
+        else {"files": report.image.get("files", []), "complete": report.image["complete"]},
     }
     if json_output:
         print(json.dumps(summary, indent=2))
@@ -345,6 +378,9 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
             table.add_row("disk hash", f"incomplete: {disk.bytes_hashed} of {disk.size} bytes")
         if disk.unreadable:
             table.add_row("unreadable", ", ".join(f"{o}+{n}" for o, n in disk.unreadable))
+    if report.image is not None:
+        files = report.image.get("files") or []
+        table.add_row("image", _escape(", ".join(files)) if files else "[red]incomplete[/]")
     for problem in report.volume_errors:
         table.add_row("[red]volume error[/]", _escape(problem))
     out.print(table)

@@ -105,6 +105,7 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         "disk_hash": disk_hash_record(
             report.disk_hash, options.piece_size, is_device, report.chain_hashes
         ),
+        "image": report.image,
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
         "encryption": encryption_record(options.encrypt_to),
     }
@@ -207,5 +208,3 @@ def _library_versions() -> dict[str, str]:
         except ImportError:
             continue
     return versions
-
-

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from selective_imager.container.age import Recipient
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
+    from selective_imager.imaging.imager import ImageOptions, ImageTarget
     from selective_imager.models import Extent
     from selective_imager.selection.matcher import Match
     from selective_imager.selection.rules import RuleSet
@@ -85,6 +86,8 @@ class CollectOptions:
             every store item).
         encrypt_to: age recipients: the container is written age-encrypted (its
             SHA-256, of the encrypted file, then also goes to ``<output>.sha256``).
+        image: a physical image to write during the disk-hash pass, or None.
+        image_output: where that image goes (``disk.E01``).
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -101,6 +104,8 @@ class CollectOptions:
     strategy: str = "auto"
     vss_reuse: bool = True
     encrypt_to: tuple[Recipient, ...] = ()
+    image: ImageOptions | None = None
+    image_output: Path | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +119,7 @@ class CollectionReport:
         bytes_collected: logical bytes of collected items.
         container_sha256: SHA-256 of the finished container file.
         disk_hash: the full-disk hash result, or None when not run.
+        image: the record of the physical image written with the disk hash, or None.
         volume_errors: volumes that could not be searched, with the reason.
         unreadable: directories and $MFT records that could not be read (each in the
             log), so that what a rule would have selected there may be missing.
@@ -140,6 +146,7 @@ class CollectionReport:
     vss_bytes_not_read: int = 0
     chain_hashes: tuple[ChainFileHash, ...] = ()
     encrypted: bool = False
+    image: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -538,7 +545,9 @@ class _Run:
         self.write_behind.close()
         self.manifest.close()
         self.log.close()
-        store_journals(self.writer, ((self.manifest.path, MANIFEST_NAME), (self.log.path, LOG_NAME)))
+        store_journals(
+            self.writer, ((self.manifest.path, MANIFEST_NAME), (self.log.path, LOG_NAME))
+        )
         self.rules_meta = store_rule_files(self.writer, self.ruleset)
 
     def acquisition(self, ended: str) -> dict[str, Any]:
@@ -681,8 +690,10 @@ def collect(
             if not indexes or text.startswith("image truncated"):
                 run.report.volume_errors.append(text)
                 run.event("error", "table-problem", text)
-        if options.disk_hash and options.disk_hash_mode == "concurrent":
-            concurrent = _start_concurrent_hash(disk, options, run)
+        image = _open_image(disk, options)
+        algorithms = _pass_algorithms(options)
+        if algorithms and options.disk_hash_mode == "concurrent":
+            concurrent = _start_concurrent_hash(disk, options, run, image)
         read_before = disk.source.stream.bytes_read
         for vol in disk.selected(volumes):
             try:
@@ -694,24 +705,30 @@ def collect(
                 run.report.volume_errors.append(f"volume {vol.report.volume.index}: {exc}")
                 run.event("error", "volume-failed", str(exc), volume=vol.report.volume.index)
         run.report.source_bytes_read = disk.source.stream.bytes_read - read_before
-        if options.disk_hash and concurrent is None:
+        if algorithms and concurrent is None:
             progress.phase("disk-hash", disk.source.info.size, None)
             cancel = threading.Event()
             chain = chain_hasher(disk.source.info, options.disk_hash)
             try:
                 run.report.disk_hash = hash_source(
                     disk.source.stream,
-                    options.disk_hash,
+                    algorithms,
                     piece_size=options.piece_size,
                     sector_size=disk.source.info.sector_size,
                     progress=_delta(progress),
                     cancel=cancel,
-                    sinks=(chain,) if chain else (),
+                    sinks=(
+                        *((chain,) if chain else ()),
+                        *((image.write,) if image is not None else ()),
+                    ),
                 )
             finally:
                 progress.done()
                 if chain is not None:
                     run.report.chain_hashes = chain.results()
+            if image is not None:
+                run.report.image = image.finish(run.report.disk_hash)
+                image = None
             if not run.report.disk_hash.complete:
                 run.report.status = "incomplete"
     except KeyboardInterrupt as exc:
@@ -727,8 +744,13 @@ def collect(
                 cancel.set()
             thread.join()
             run.report.disk_hash = results[0] if results else None
+            if image is not None and run.report.disk_hash is not None:
+                run.report.image = image.finish(run.report.disk_hash)
+                image = None
             if run.report.disk_hash is not None and not run.report.disk_hash.complete:
                 run.report.status = "incomplete"
+        if image is not None:
+            image.abort()  # the pass never ran to its end: the image stays incomplete
         _finalise(run)
     if interrupted is not None:
         raise interrupted
@@ -745,8 +767,35 @@ def _delta(progress: ProgressSink) -> Any:
     return update
 
 
+def _pass_algorithms(options: CollectOptions) -> tuple[str, ...]:
+    """The disk hash's algorithms, plus what the image needs (an E01 stores MD5, SHA-1)."""
+    if options.image is None:
+        return options.disk_hash
+    from selective_imager.imaging.imager import hash_algorithms
+
+    return hash_algorithms(options.image, options.disk_hash)
+
+
+def _open_image(disk: Disk, options: CollectOptions) -> ImageTarget | None:
+    """The physical image written during the disk-hash pass, or None."""
+    if options.image is None or options.image_output is None:
+        return None
+    from selective_imager.imaging.imager import ImageTarget, refuse_image_on_source
+
+    info = disk.source.info
+    refuse_image_on_source(info.segments or (info.path,), options.image_output)
+    return ImageTarget(
+        options.image_output,
+        info.size,
+        info.sector_size,
+        options.image,
+        model=str(info.details.get("model", "")),
+        serial=str(info.details.get("serial", "")),
+    )
+
+
 def _start_concurrent_hash(
-    disk: Disk, options: CollectOptions, run: _Run
+    disk: Disk, options: CollectOptions, run: _Run, image: ImageTarget | None
 ) -> tuple[threading.Thread, threading.Event, list[DiskHashResult]]:
     from selective_imager.sources import SourceOptions, open_source
 
@@ -764,11 +813,14 @@ def _start_concurrent_hash(
             results.append(
                 hash_source(
                     source.stream,
-                    options.disk_hash,
+                    _pass_algorithms(options),
                     piece_size=options.piece_size,
                     sector_size=source.info.sector_size,
                     cancel=cancel,
-                    sinks=(chain,) if chain else (),
+                    sinks=(
+                        *((chain,) if chain else ()),
+                        *((image.write,) if image is not None else ()),
+                    ),
                 )
             )
         finally:

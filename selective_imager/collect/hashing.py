@@ -293,9 +293,7 @@ class _Reader:
     def read_into(self, offset: int, view: memoryview) -> int:
         """Fill ``view`` at ``offset``; returns the byte count read."""
         if self.fd is None:
-            data = self.stream.read_at(offset, len(view))
-            view[: len(data)] = data
-            return len(data)
+            return self.stream.read_into_at(offset, view)
         pos = self.base + offset
         done = 0
         if (

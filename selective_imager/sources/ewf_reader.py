@@ -487,23 +487,40 @@ class EwfStream(ByteStream):
 
     # reading -----------------------------------------------------------------
     def _read_at(self, offset: int, size: int) -> bytes:
+        pieces = self._pieces(offset, size)
+        if len(pieces) == 1:
+            return bytes(pieces[0])
+        return b"".join(pieces)
+
+    def read_into_at(self, offset: int, view: memoryview) -> int:
+        """Copy the media at ``offset`` straight into ``view`` (one copy per chunk)."""
+        if offset < 0:
+            raise ValueError("negative offset")
+        size = min(len(view), self._size - offset)
+        if size <= 0:
+            return 0
+        pos = 0
+        for piece in self._pieces(offset, size):
+            view[pos : pos + len(piece)] = piece
+            pos += len(piece)
+        self.bytes_read += pos
+        return pos
+
+    def _pieces(self, offset: int, size: int) -> list[memoryview]:
+        """The parts of decoded chunks that make up ``[offset, offset + size)``."""
         cs = self.chunk_size
         first = offset // cs
         stop = (offset + size - 1) // cs + 1
         chunks = self._get_chunks(first, stop, sequential=offset == self._next_read)
         self._next_read = offset + size
         skip = offset - first * cs
-        if len(chunks) == 1:
-            return chunks[0][skip : skip + size]
-        out = bytearray(size)
-        view = memoryview(out)
-        pos = 0
-        for n, data in enumerate(chunks):
-            piece = memoryview(data)[skip:] if n == 0 else memoryview(data)
-            take = min(len(piece), size - pos)
-            view[pos : pos + take] = piece[:take]
-            pos += take
-        return bytes(out)
+        pieces = [memoryview(data) for data in chunks]
+        end = skip + size - (len(chunks) - 1) * cs
+        if len(pieces) == 1:
+            return [pieces[0][skip:end]]
+        pieces[0] = pieces[0][skip:]
+        pieces[-1] = pieces[-1][:end]
+        return pieces
 
     def _get_chunks(self, first: int, stop: int, *, sequential: bool) -> list[bytes]:
         slots: list[_Decoded | tuple[Future[list[_Decoded]], int] | None] = []
