@@ -410,6 +410,8 @@ class EwfStream(ByteStream):
         self._ahead: dict[int, tuple[Future[list[_Decoded]], int]] = {}
         self._ahead_max = max(2, readahead_bytes // self.chunk_size)
         self._next_read = -1
+        self._streak = 0
+        self._ahead_stop = -1
 
     # decoding ----------------------------------------------------------------
     def chunk_length(self, index: int) -> int:
@@ -511,7 +513,13 @@ class EwfStream(ByteStream):
         cs = self.chunk_size
         first = offset // cs
         stop = (offset + size - 1) // cs + 1
-        chunks = self._get_chunks(first, stop, sequential=offset == self._next_read)
+        # Read ahead only on the third sequential read in a row, once per new chunk: a
+        # file read to its end would otherwise inflate the chunks after it for nothing.
+        self._streak = self._streak + 1 if offset == self._next_read else 0
+        ahead = self._streak >= 2 and stop != self._ahead_stop
+        chunks = self._get_chunks(first, stop, read_ahead=ahead)
+        if ahead:
+            self._ahead_stop = stop
         self._next_read = offset + size
         skip = offset - first * cs
         pieces = [memoryview(data) for data in chunks]
@@ -522,7 +530,7 @@ class EwfStream(ByteStream):
         pieces[-1] = pieces[-1][:end]
         return pieces
 
-    def _get_chunks(self, first: int, stop: int, *, sequential: bool) -> list[bytes]:
+    def _get_chunks(self, first: int, stop: int, *, read_ahead: bool) -> list[bytes]:
         slots: list[_Decoded | tuple[Future[list[_Decoded]], int] | None] = []
         missing: list[int] = []
         with self._lock:
@@ -539,7 +547,7 @@ class EwfStream(ByteStream):
         if missing:
             for i, result in zip(missing, self._decode_many(missing), strict=True):
                 slots[i - first] = result
-        if sequential:
+        if read_ahead:
             self._read_ahead(stop, max(stop - first, 2))
         out: list[bytes] = []
         with_cache: list[tuple[int, bytes]] = []
