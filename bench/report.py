@@ -196,6 +196,7 @@ def targets(res: dict) -> list[dict]:
             r = c / a
             rows.append({"target": f"{w}: >= 4x the coreutils sequence", "met": r >= 4,
                          "measured": f"{r:.1f}x", "margin": f"{r / 4:.2f} of the target"})
+    _ewf_targets(res, rows)
     for w, k, label in (("bigfile", "ours-store", "collect a 2 GiB file (--store)"),
                         ("bigfile", "ours", "collect a 2 GiB file (deflate)"),
                         ("scale", "ours-triage", "triage dry run on the big volume")):
@@ -238,6 +239,40 @@ def targets(res: dict) -> list[dict]:
                 rows.append({"target": f"{w}: {k} collects the like-for-like set intact",
                              "met": ok, "measured": f"{c['matched']}/{c['expected']}"})
     return rows
+
+
+def _ewf_targets(res: dict, rows: list[dict]) -> None:
+    """Issue 13's bounds: E01 in (hash, collect) and the physical image out."""
+    def bound(label: str, w: str, ours: str, other: str, most: float) -> None:
+        a, b = _wall(res, w, ours), _wall(res, w, other)
+        if a is None or b is None:
+            return
+        r = a / b
+        rows.append({"target": f"{w}: {label} <= {most}x", "met": r <= most,
+                     "measured": f"{r:.2f}x ({_fmt_s(a)} s vs {_fmt_s(b)} s)",
+                     "margin": f"{most - r:+.2f}"})
+
+    bound("hash of the E01 (md5+sha1+sha256) / ewfverify -d sha1", "ewf-hash", "ours",
+          "ewfverify", 0.6)
+    bound("triage collect from the E01 / from the raw image", "ewf-collect", "ours-e01",
+          "ours-raw", 1.15)
+    bound("collect --image / collect with the disk hash alone", "ewf-collect-image",
+          "ours-image", "ours-hash", 1.2)
+    a, b = _wall(res, "ewf-image", "ours"), _wall(res, "ewf-image", "ewfacquire")
+    if a is not None and b is not None:
+        rows.append({"target": "ewf-image: image to E01 >= 4x faster than ewfacquire "
+                               "-c deflate:fast", "met": b / a >= 4,
+                     "measured": f"{b / a:.1f}x ({_fmt_s(b)} s vs {_fmt_s(a)} s)",
+                     "margin": f"{b / a / 4:.2f} of the target"})
+    tools = res["workloads"].get("ewf-image", {}).get("tools", {})
+    sizes = {k: next((f["output_bytes"] for f in t["facts"] if f.get("output_bytes")), None)
+             for k, t in tools.items()}
+    if sizes.get("ours") and sizes.get("ewfacquire"):
+        r = sizes["ours"] / sizes["ewfacquire"]
+        rows.append({"target": "ewf-image: output <= 1.1x ewfacquire's", "met": r <= 1.1,
+                     "measured": f"{r:.3f}x ({sizes['ours'] / MB:,.1f} MB vs "
+                                 f"{sizes['ewfacquire'] / MB:,.1f} MB)",
+                     "margin": f"{1.1 - r:+.3f}"})
 
 
 def markdown(res: dict) -> str:

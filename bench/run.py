@@ -259,6 +259,98 @@ def _find_hashes(obj: object) -> dict[str, str]:
     return found
 
 
+def ewfverify_reader(expected: dict[str, str]) -> Callable[[Path, Path], dict]:
+    """The digests ewfverify/ewfacquire print, checked against the builder's."""
+    def read(_d: Path, log: Path) -> dict:
+        text = log.read_text(errors="replace")
+        got = {}
+        m = re.search(r"MD5 hash calculated over data:\s+([0-9a-f]{32})", text)
+        if m:
+            got["md5"] = m.group(1)
+        m = re.search(r"^SHA1:\s+([0-9a-f]{40})", text, re.M)
+        if m:
+            got["sha1"] = m.group(1)
+        ok = bool(got) and all(expected[k] == v for k, v in got.items())
+        return {"hashes_ok": ok, "algorithms": sorted(got)}
+    return read
+
+
+def e01_output_reader(expected: dict[str, str], style: str) -> Callable[[Path, Path], dict]:
+    """Size of the E01 set written into the run's folder, its MD5, and ewfverify of ours."""
+    def read(d: Path, log: Path) -> dict:
+        files = sorted(d.glob("disk.E[0-9][0-9]"))
+        facts: dict = {"output_bytes": sum(f.stat().st_size for f in files), "files": len(files)}
+        if style == "ours":
+            got = {k: v for k, v in _find_hashes(json.loads(log.read_text())).items()
+                   if k in expected}
+            verify = subprocess.run(["ewfverify", "-q", str(d / "disk.E01")],
+                                    capture_output=True, text=True)
+            m = re.search(r"MD5 hash calculated over data:\s+([0-9a-f]{32})", verify.stdout)
+            ok = verify.returncode == 0 and m is not None and m.group(1) == expected["md5"]
+            facts["algorithms"] = [*sorted(got), "ewfverify"]
+        else:
+            facts.update(ewfverify_reader(expected)(d, log))
+            return facts
+        facts["hashes_ok"] = ok and bool(got) and all(expected[k] == v for k, v in got.items())
+        return facts
+    return read
+
+
+def ewf_workloads(rw: Callable[..., dict], rounds: int, cold: bool) -> dict:
+    """E01 in (hash, triage collect) and a physical image out (image, collect --image)."""
+    meta = wl.build("win1g-e01", False)
+    e01 = wl.IMAGES / meta["image"]
+    raw = wl.IMAGES / meta["raw_image"]
+    exp_hashes = meta["disk_hashes"]
+    exp = outputs.expected_set(meta)
+    read_ours = checked(lambda d: outputs.read_ours(d / "out.zip"), exp)
+    res: dict = {}
+    res["ewf-hash"] = rw(
+        "ewf-hash", f"hash the 1 GiB disk's E01 ({e01.stat().st_size / 2**20:,.0f} MiB, "
+        "deflate:fast)", e01,
+        [Tool("ours", "selective-imager hash (md5+sha1+sha256, own reader)", "ours",
+              lambda d: [SI, "hash", str(e01), "--disk-hash", "md5,sha1,sha256", "-q", "--json"],
+              hash_reader(exp_hashes, "ours")),
+         Tool("ours-pyewf", "selective-imager hash through pyewf", "ours",
+              lambda d: [SI, "hash", str(e01), "--disk-hash", "md5,sha1,sha256", "-q", "--json"],
+              hash_reader(exp_hashes, "ours"), env={"SELECTIVE_IMAGER_EWF_BACKEND": "pyewf"}),
+         Tool("ewfverify", "ewfverify -d sha1 (md5+sha1)", "peer",
+              lambda d: ["ewfverify", "-q", "-d", "sha1", str(e01)], ewfverify_reader(exp_hashes))],
+        rounds, cold=cold, notes=["warm page cache for the E01 (every reader inflates the same "
+                                  "chunks)"])
+    prime(raw)
+    res["ewf-collect"] = rw(
+        "ewf-collect", "triage collection from the E01 and from the raw image", e01,
+        [Tool("ours-e01", "selective-imager collect --rule triage, from the E01", "ours",
+              ours_collect(e01, "triage"), read_ours),
+         Tool("ours-raw", "the same from the raw image", "bound",
+              ours_collect(raw, "triage"), read_ours)],
+        rounds, cold=cold, notes=["--disk-hash none in both: the collection alone"])
+    res["ewf-image"] = rw(
+        "ewf-image", "a physical E01 of the 1 GiB raw disk", raw,
+        [Tool("ours", "selective-imager image -o disk.E01 (md5+sha1, deflate fast)", "ours",
+              lambda d: [SI, "image", str(raw), "-o", str(d / "disk.E01"), "-q", "--json"],
+              e01_output_reader(exp_hashes, "ours")),
+         Tool("ewfacquire", "ewfacquire -c deflate:fast -f encase6 (md5)", "peer",
+              lambda d: ["ewfacquire", "-u", "-q", "-c", "deflate:fast", "-f", "encase6",
+                         "-S", "2GiB", "-t", str(d / "disk"), str(raw)],
+              e01_output_reader(exp_hashes, "ewfacquire"))],
+        rounds, cold=cold, notes=["ours also checked with ewfverify after the run"],
+        check_every_round=False)
+    res["ewf-collect-image"] = rw(
+        "ewf-collect-image", "triage collection with the disk hash, with and without --image",
+        raw,
+        [Tool("ours-image", "collect --rule triage --image disk.E01", "ours",
+              lambda d: [SI, "collect", str(raw), "-o", str(d / "out.zip"), "--rule", "triage",
+                         "--image", str(d / "disk.E01"), "--quiet"], read_ours),
+         Tool("ours-hash", "collect --rule triage (disk hash md5+sha1+sha256 alone)", "bound",
+              lambda d: [SI, "collect", str(raw), "-o", str(d / "out.zip"), "--rule", "triage",
+                         "--quiet"], read_ours)],
+        rounds, cold=cold, notes=["both hash the disk with md5+sha1+sha256 after the artifacts"],
+        check_every_round=False)
+    return res
+
+
 # --------------------------------------------------------------------------- running
 def prime(img: Path) -> None:
     """Read the image once so every tool starts from the same (warm) page cache."""
@@ -343,7 +435,7 @@ def main() -> None:
                     help="1 round, the 200k-entry volume instead of 1M, no 4 GiB hash")
     ap.add_argument("--rounds", type=int, help="rounds per workload (default 3; --quick 1)")
     ap.add_argument("--only", help="comma-separated workloads: collect, vdisk, bitlocker, "
-                                   "bigfile, bde-read, scale, hash, startup")
+                                   "bigfile, bde-read, scale, hash, ewf, startup")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before every run (hashing always does)")
     ap.add_argument("--no-install", action="store_true", help="do not (re)install peer venvs")
@@ -523,6 +615,8 @@ def main() -> None:
                       lambda d, i=img: ["sh", "-c", 'md5sum "$1"; sha1sum "$1"; sha256sum "$1"',
                                         "sh", str(i)], hash_reader(exp, "coreutils"))],
                 rounds, cold=True, notes=[])
+    if want("ewf"):
+        W.update(ewf_workloads(rw, rounds, args.cold))
     if want("startup"):
         n = 5 if args.quick else 10
         W["startup"] = rw(

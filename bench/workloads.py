@@ -482,6 +482,20 @@ def build_win1g() -> dict:
     return truth
 
 
+def build_win1g_e01() -> dict:
+    """The win1g disk as an E01, made as examiners receive them (ewfacquire, deflate:fast)."""
+    raw = IMAGES / "win1g.raw"
+    meta = build("win1g", False)
+    target = IMAGES / "win1g"
+    for old in IMAGES.glob("win1g.E[0-9][0-9]"):
+        old.unlink()
+    sh("ewfacquire", "-u", "-q", "-c", "deflate:fast", "-f", "encase6", "-S", "4GiB",
+       "-t", str(target), str(raw))
+    e01 = IMAGES / "win1g.E01"
+    return {**meta, "image": e01.name, "raw_image": raw.name, "e01_bytes": e01.stat().st_size,
+            "made_with": "ewfacquire -u -q -c deflate:fast -f encase6 -S 4GiB"}
+
+
 def build_bitlocker1g() -> dict:
     vol = IMAGES / "win1g-ntfs.vol"
     if not vol.exists() or not (IMAGES / "win1g.json").exists():
@@ -619,6 +633,7 @@ BUILDERS = {
     "bitlocker1g": build_bitlocker1g,
     "million": lambda: build_entries("million", 1_000_000),
     "entries200k": lambda: build_entries("entries200k", 200_000),
+    "win1g-e01": build_win1g_e01,
     "bigfile": build_bigfile,
     "hash4g": build_hash4g,
 }
