@@ -271,13 +271,12 @@ class EwfWriter:
             )
 
     def _compress_range(self, buf: bytes, start: int, stop: int) -> list[tuple[bytes, bool, bool]]:
-        view = memoryview(buf)
-        return [
-            self._compress(view[a : min(a + self.chunk_size, stop)])
-            for a in range(start, stop, self.chunk_size)
-        ]
+        # bytes slices, not memoryviews: comparing two equal memoryviews goes item by item
+        # (~190 us for 32 KiB of zeros against ~5 us for bytes).
+        cs = self.chunk_size
+        return [self._compress(buf[a : min(a + cs, stop)]) for a in range(start, stop, cs)]
 
-    def _compress(self, chunk: memoryview) -> tuple[bytes, bool, bool]:
+    def _compress(self, chunk: bytes) -> tuple[bytes, bool, bool]:
         """(stored bytes, compressed, was a pattern) of one chunk."""
         period = _pattern_period(chunk) if self.options.compression != "none" else 0
         if period:
@@ -292,7 +291,7 @@ class EwfWriter:
             packed = zlib_ng.compress(chunk, self.level)
             if len(packed) < len(chunk):
                 return packed, True, False
-        stored = bytes(chunk) + struct.pack("<I", fmt.adler32(chunk))
+        stored = chunk + struct.pack("<I", fmt.adler32(chunk))
         return stored, False, False
 
     # laying out --------------------------------------------------------------
@@ -419,11 +418,16 @@ class EwfWriter:
                 continue
 
 
-def _pattern_period(chunk: memoryview) -> int:
+def _pattern_period(chunk: bytes) -> int:
     """The smallest period in :data:`_PATTERN_PERIODS` the chunk repeats, or 0."""
     n = len(chunk)
     for period in _PATTERN_PERIODS:
-        if n > period and n % period == 0 and chunk[period:] == chunk[:-period]:
+        if n <= period or n % period:
+            continue
+        # A 64-byte probe first: most chunks fail it and cost no full comparison.
+        if chunk[period : period + 64] == chunk[: min(64, n - period)] and (
+            chunk == chunk[:period] * (n // period)
+        ):
             return period
     return 0
 

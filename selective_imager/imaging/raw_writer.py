@@ -57,7 +57,8 @@ class RawWriter:
             else:
                 for start in range(0, len(view), _HOLE_BLOCK):
                     block = view[start : start + _HOLE_BLOCK]
-                    if block == memoryview(_ZERO_BLOCK)[: len(block)]:
+                    # bytes against bytes: equal memoryviews compare item by item (slow).
+                    if not any(block[:64]) and block.tobytes() == _ZERO_BLOCK[: len(block)]:
                         self.holes += len(block)
                         continue
                     self._pwrite(block, offset + start)
