@@ -137,7 +137,10 @@ def image_command(
                     sparse,
                     header,
                 )
-                record = _run(stream, sector, output, opts, wanted, pieces, quiet or json_output)
+                record = _run(
+                    stream, sector, output, opts, wanted, pieces, quiet or json_output,
+                    dict(src.info.details),
+                )  # fmt: skip
                 record["source"] = {"path": source, "format": src.info.format,
                                     "size": src.info.size, "details": dict(src.info.details)}  # fmt: skip
         else:
@@ -158,7 +161,10 @@ def image_command(
                     sparse,
                     header,
                 )
-                record = _run(stream, sector, output, opts, wanted, pieces, quiet or json_output)
+                record = _run(
+                    stream, sector, output, opts, wanted, pieces, quiet or json_output,
+                    dict(disk.source.info.details),
+                )  # fmt: skip
                 record["source"] = {"path": source, "format": disk.source.info.format,
                                     "size": disk.source.info.size, **extra}  # fmt: skip
         record_path(output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -182,10 +188,18 @@ def _run(
     wanted: tuple[str, ...],
     piece_size: int,
     quiet: bool,
+    details: dict[str, str],
 ) -> dict[str, Any]:
     from selective_imager.imaging.imager import ImageTarget, hash_algorithms, image_stream
 
-    target = ImageTarget(output, stream.size, sector, options)
+    target = ImageTarget(
+        output,
+        stream.size,
+        sector,
+        options,
+        model=details.get("device.model", ""),
+        serial=details.get("device.serial", ""),
+    )
     cancel = threading.Event()
     with _RichProgress(quiet) as progress:
         progress.phase("image", stream.size, None)

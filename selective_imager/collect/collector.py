@@ -789,8 +789,8 @@ def _open_image(disk: Disk, options: CollectOptions) -> ImageTarget | None:
         info.size,
         info.sector_size,
         options.image,
-        model=str(info.details.get("model", "")),
-        serial=str(info.details.get("serial", "")),
+        model=str(info.details.get("device.model", "")),
+        serial=str(info.details.get("device.serial", "")),
     )
 
 
