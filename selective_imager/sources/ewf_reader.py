@@ -26,12 +26,12 @@ import datetime as dt
 import os
 import struct
 import threading
-from array import array
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+import numpy as np
 from zlib_ng import zlib_ng
 
 from selective_imager.errors import SourceError, SourceReadError
@@ -40,6 +40,8 @@ from selective_imager.streams import ByteStream
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import numpy.typing as npt
 
 # Sections that carry nothing the media data depends on.
 _IGNORED = frozenset({"data", "disk", "table2"})
@@ -80,10 +82,10 @@ class ChunkTable:
         compressed: 1 when zlib-compressed.
     """
 
-    segment: array[int]
-    offset: array[int]
-    size: array[int]
-    compressed: array[int]
+    segment: npt.NDArray[np.uint16]
+    offset: npt.NDArray[np.uint64]
+    size: npt.NDArray[np.uint32]
+    compressed: npt.NDArray[np.uint8]
 
     def __len__(self) -> int:
         return len(self.offset)
@@ -140,10 +142,11 @@ class _Parser:
     def __init__(self, segments: tuple[str, ...]) -> None:
         self.segments = segments
         self.volume: fmt.Volume | None = None
-        self.seg = array("H")
-        self.off = array("Q")
-        self.size = array("I")
-        self.comp = array("B")
+        self.seg: list[npt.NDArray[np.uint16]] = []
+        self.off: list[npt.NDArray[np.uint64]] = []
+        self.size: list[npt.NDArray[np.uint32]] = []
+        self.comp: list[npt.NDArray[np.uint8]] = []
+        self.count = 0
         self.header2: bytes | None = None
         self.header: bytes | None = None
         self.md5 = ""
@@ -155,7 +158,7 @@ class _Parser:
     def parse_segment(self, index: int, path: str) -> None:
         if self.done:
             raise EwfUnsupportedError(f"{path}: a segment after the one holding 'done'")
-        self.firsts.append(len(self.off))
+        self.firsts.append(self.count)
         try:
             with open(path, "rb") as f:
                 self._walk(index, path, f)
@@ -231,35 +234,32 @@ class _Parser:
             (footer,) = struct.unpack_from("<I", data, entries_end)
             if fmt.adler32(raw) != footer:
                 raise EwfUnsupportedError(f"{path}: table entries checksum fails at {desc.offset}")
-        entries = array("I")
-        entries.frombytes(raw)
-        if entries.itemsize != 4:
-            raise EwfUnsupportedError("platform without a 32-bit array type")
-        offsets: list[int] = []
-        flags: list[int] = []
-        overflow = False
-        previous = -1
-        for entry in entries:
-            offset = entry & fmt.OFFSET_MASK
-            if overflow or (previous >= 0 and offset < previous and entry >= previous):
-                # EnCase 6.7.1 let the offset run into bit 31 past 2 GiB: libewf takes
-                # such entries as full 32-bit offsets of stored chunks.
-                overflow = True
-                offsets.append(base + entry)
-                flags.append(0)
-                previous = entry
-                continue
-            offsets.append(base + offset)
-            flags.append(1 if entry & fmt.COMPRESSED_BIT else 0)
-            previous = offset
-        ends = [*offsets[1:], region_end]
-        for offset, end, flag in zip(offsets, ends, flags, strict=True):
-            if end <= offset:
-                raise EwfUnsupportedError(f"{path}: table at {desc.offset} has overlapping chunks")
-            self.seg.append(index)
-            self.off.append(offset)
-            self.size.append(end - offset)
-            self.comp.append(flag)
+        # One vectorised pass: a set of 30 million chunks parses in seconds, not minutes.
+        entries = np.frombuffer(raw, dtype="<u4").astype(np.int64)
+        offsets = entries & fmt.OFFSET_MASK
+        flags = (entries >> 31).astype(np.uint8)
+        if len(entries) > 1:
+            # EnCase 6.7.1 let the offset run into bit 31 past 2 GiB: from the first entry
+            # whose 31-bit offset goes backwards, libewf takes full 32-bit offsets of
+            # stored chunks.
+            back = (offsets[1:] < offsets[:-1]) & (entries[1:] >= offsets[:-1])
+            hits = np.flatnonzero(back)
+            if hits.size:
+                k = int(hits[0]) + 1
+                offsets[k:] = entries[k:]
+                flags[k:] = 0
+        starts = offsets + base
+        sizes = np.empty_like(starts)
+        sizes[:-1] = starts[1:] - starts[:-1]
+        if len(starts):
+            sizes[-1] = region_end - starts[-1]
+        if (sizes <= 0).any() or (sizes >= 1 << 32).any():
+            raise EwfUnsupportedError(f"{path}: table at {desc.offset} has overlapping chunks")
+        self.seg.append(np.full(len(starts), index, dtype=np.uint16))
+        self.off.append(starts.astype(np.uint64))
+        self.size.append(sizes.astype(np.uint32))
+        self.comp.append(flags)
+        self.count += len(starts)
 
     def _hash(self, data: bytes) -> None:
         if len(data) == 36 and fmt.adler32(data[:32]) == struct.unpack_from("<I", data, 32)[0]:
@@ -294,14 +294,19 @@ class _Parser:
             raise EwfUnsupportedError(f"{last}: no 'done' section: a segment may be missing")
         if volume.chunk_size <= 0 or volume.sector_count <= 0:
             raise EwfUnsupportedError(f"{last}: volume section without chunks or sectors")
-        count = len(self.off)
+        count = self.count
         needed = -(-volume.media_size // volume.chunk_size)
         if count != needed or (volume.chunk_count and volume.chunk_count != count):
             raise EwfUnsupportedError(
                 f"{last}: tables list {count} chunks, the volume section needs {needed}"
             )
         headers = _headers(self.header2, self.header)
-        chunks = ChunkTable(self.seg, self.off, self.size, self.comp)
+        chunks = ChunkTable(
+            _joined(self.seg, np.uint16),
+            _joined(self.off, np.uint64),
+            _joined(self.size, np.uint32),
+            _joined(self.comp, np.uint8),
+        )
         return EwfImage(
             segments=self.segments,
             volume=volume,
@@ -313,6 +318,10 @@ class _Parser:
             segment_first_chunks=tuple(self.firsts),
             variant="smart" if volume.smart else "encase",
         )
+
+
+def _joined(parts: list[Any], dtype: Any) -> Any:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def sectors_end(sectors: fmt.Descriptor, table: fmt.Descriptor) -> int:
@@ -433,35 +442,36 @@ class EwfStream(ByteStream):
         """Decode chunks ``[first, stop)``, reading each segment's span in one call."""
         table = self.image.chunks
         out: list[_Decoded] = []
-        i = first
-        while i < stop:
-            seg = table.segment[i]
+        # Plain ints (numpy scalars are slow one at a time), relative to ``first``.
+        segs = table.segment[first:stop].tolist()
+        offs = table.offset[first:stop].tolist()
+        sizes = table.size[first:stop].tolist()
+        i = 0
+        count = stop - first
+        while i < count:
+            seg = segs[i]
             j = i + 1
-            while (
-                j < stop
-                and table.segment[j] == seg
-                and table.offset[j] == (table.offset[j - 1] + table.size[j - 1])
-            ):
+            while j < count and segs[j] == seg and offs[j] == offs[j - 1] + sizes[j - 1]:
                 j += 1
-            start = table.offset[i]
-            span = table.offset[j - 1] + table.size[j - 1] - start
+            start = offs[i]
+            span = offs[j - 1] + sizes[j - 1] - start
             try:
                 raw = memoryview(os.pread(self._fds[seg], span, start))
             except OSError as exc:
-                error = self._chunk_error(i, f"cannot be read ({exc.strerror or exc})")
-                out.extend(self._chunk_error(k, str(error)) for k in range(i, j))
+                why = f"cannot be read ({exc.strerror or exc})"
+                out.extend(self._chunk_error(first + k, why) for k in range(i, j))
                 i = j
                 continue
             for k in range(i, j):
-                pos = table.offset[k] - start
-                out.append(self._decode(k, raw[pos : pos + table.size[k]]))
+                pos = offs[k] - start
+                out.append(self._decode(first + k, raw[pos : pos + sizes[k]]))
             i = j
         return out
 
     def _decode(self, index: int, raw: memoryview) -> _Decoded:
         length = self.chunk_length(index)
         table = self.image.chunks
-        if len(raw) < table.size[index]:
+        if len(raw) < int(table.size[index]):
             return self._chunk_error(index, "is cut short (the segment file is truncated)")
         if table.compressed[index]:
             try:
