@@ -111,6 +111,10 @@ class RuleError(SelectiveImagerError):
         super().__init__(text)
 
 
+class TransferError(SelectiveImagerError):
+    """An upload failed: host key refused, authentication, connection, or hash mismatch."""
+
+
 class ContainerError(SelectiveImagerError):
     """The evidence container cannot be written, or read back."""
 
@@ -125,6 +129,7 @@ __all__ = [
     "SelectiveImagerError",
     "SourceError",
     "SourceReadError",
+    "TransferError",
     "UnsupportedEncryptionError",
     "UnsupportedFilesystemError",
     "VolumeSystemError",

@@ -207,6 +207,22 @@ def collect(
         Path | None,
         typer.Option("--recipients-file", help="age recipients, one a line (as age -R)."),
     ] = None,
+    upload: Annotated[
+        str | None,
+        typer.Option(
+            "--upload",
+            help="Then send the container to sftp://user@host[:port]/path (key or agent "
+            "authentication; resumed after a drop; delivered only when the remote SHA-256 matches).",
+        ),
+    ] = None,
+    known_hosts: Annotated[
+        Path | None,
+        typer.Option("--known-hosts", help="Known host keys for --upload (default ~/.ssh/known_hosts)."),
+    ] = None,
+    upload_key: Annotated[
+        Path | None,
+        typer.Option("--upload-key", help="Private key for --upload (default: the agent, ~/.ssh keys)."),
+    ] = None,
     parent: ParentOption = None,
     read_timeout: Annotated[
         float | None,
@@ -254,6 +270,9 @@ def collect(
             raise _Unrecognised(f"--strategy {strategy!r}: use auto, walk or scan")
         pieces = _parse_size(piece_size)
         recipients = _recipients(encrypt_to or [], recipients_file)
+        uploader = None
+        if upload is not None and not dry_run:
+            uploader = _uploader(upload, known_hosts, upload_key)
         if not dry_run and output is None:
             raise _Unrecognised("--output is required (or use --dry-run)")
         if output is not None and output.exists() and not force and not dry_run:
@@ -309,9 +328,43 @@ def collect(
                     err.print(f"interrupted: {output} was finished as incomplete")
                     raise typer.Exit(EXIT_PARTIAL)
                 code = report.exit_code
+                delivery = None
+                if uploader is not None:
+                    delivery = _deliver(uploader, output, report.container_sha256)
+                    if not delivery["delivered"]:
+                        code = max(code, EXIT_PARTIAL)
+                        err.print(f"[red]not delivered[/]: {_escape(delivery['error'])}")
                 if json_output or not quiet:
-                    _print_collect_summary(report, json_output)
+                    _print_collect_summary(report, json_output, delivery)
     raise typer.Exit(code)
+
+
+def _uploader(url: str, known_hosts: Path | None, key: Path | None) -> Any:
+    """The SFTP uploader of ``--upload``, after one test connection (before collecting)."""
+    from selective_imager.transfer.sftp import SftpUploader, parse_target
+
+    uploader = SftpUploader(parse_target(url), known_hosts=known_hosts, key_file=key, retries=2)
+    uploader.check()
+    uploader.retries = 8
+    return uploader
+
+
+def _deliver(uploader: Any, output: Path, sha256: str) -> dict[str, Any]:
+    """Upload the finished container; a failure is reported, the local copy stays."""
+    from selective_imager.errors import TransferError
+
+    try:
+        done = uploader.upload(output, sha256)
+    except TransferError as exc:
+        return {"delivered": False, "target": str(uploader.target), "error": str(exc)}
+    return {
+        "delivered": True,
+        "target": done.target,
+        "bytes": done.size,
+        "sha256": done.sha256,
+        "checked_by": done.checked_by,
+        "reconnects": done.reconnects,
+    }
 
 
 def _recipients(keys: list[str], recipients_file: Path | None) -> tuple[Any, ...]:
@@ -326,7 +379,9 @@ def _recipients(keys: list[str], recipients_file: Path | None) -> tuple[Any, ...
     return tuple(found)
 
 
-def _print_collect_summary(report: Any, json_output: bool) -> None:
+def _print_collect_summary(
+    report: Any, json_output: bool, delivery: dict[str, Any] | None = None
+) -> None:
     disk = report.disk_hash
     summary = {
         "output": str(report.output),
@@ -350,6 +405,7 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
         "image": None
         if report.image is None
         else {"files": report.image.get("files", []), "complete": report.image["complete"]},
+        "upload": delivery,
     }
     if json_output:
         print(json.dumps(summary, indent=2))
@@ -387,6 +443,11 @@ def _print_collect_summary(report: Any, json_output: bool) -> None:
     out.print(f"container sha256 {report.container_sha256}")
     if report.encrypted:
         out.print(f"(of the age-encrypted file; also in {_escape(str(report.output))}.sha256)")
+    if delivery is not None and delivery["delivered"]:
+        out.print(
+            f"delivered to {_escape(delivery['target'])}: sha256 matches "
+            f"({delivery['checked_by']}, {delivery['reconnects']} reconnect(s))"
+        )
 
 
 def _dry_run(
