@@ -345,7 +345,7 @@ def test_sealer_document():
 def test_verify_passes(container):
     path, logical = container
     report = verify(path)
-    assert report.ok, report.differences
+    assert report.intact, report.differences
     assert report.seal_present
     assert report.items_checked == len(logical)
     with open_container(path) as box:
@@ -361,7 +361,7 @@ def test_verify_names_a_modified_stored_member(container, tmp_path):
     assert info.compress_type == STORED
     flip_byte(path, offset + 1234)
     report = verify(path)
-    assert not report.ok
+    assert not report.intact
     kinds = {(d.member, d.kind) for d in report.differences}
     assert (name, "modified") in kinds
     assert {d.member for d in report.differences} == {name}
@@ -374,7 +374,7 @@ def test_verify_names_a_modified_deflated_member(container, tmp_path):
     assert info.compress_type == DEFLATED
     flip_byte(path, offset + info.compress_size // 2)
     report = verify(path)
-    assert not report.ok
+    assert not report.intact
     assert any(d.member == name and d.kind == "modified" for d in report.differences)
 
 
@@ -383,7 +383,7 @@ def test_verify_names_a_removed_member(container, tmp_path):
     name = encode_member_path("p1", "we:ird<>|?*/na.me. ")
     rewrite_without(container[0], path, name)
     report = verify(path)
-    assert not report.ok
+    assert not report.intact
     assert any(d.member == name and d.kind == "missing" for d in report.differences)
 
 
@@ -397,7 +397,7 @@ def test_verify_unexpected_and_seal_missing(container, tmp_path):
     unsealed = tmp_path / "unsealed.zip"
     rewrite_without(container[0], unsealed, SEAL_NAME)
     report = verify(unsealed)
-    assert not report.ok
+    assert not report.intact
     assert [d.kind for d in report.differences] == ["seal-missing"]
     assert report.items_checked > 0  # the manifest hashes are still checked
 
@@ -548,7 +548,7 @@ def test_duplicate_uses_the_layout_of_the_member_it_points_at(tmp_path):
         zw.add_bytes(MANIFEST_NAME, "\n".join(lines).encode())
         write_seal(zw, tool="t")
     report = verify(path)
-    assert report.ok, report.differences
+    assert report.intact, report.differences
     assert report.items_checked == 2
     out = extract(path, tmp_path / "out")
     assert out.ok

@@ -161,7 +161,20 @@ def collect(
         ),
     ] = "0",
     store: Annotated[bool, typer.Option("--store", help="Do not compress members.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing finished container (never a partial one of a killed run).",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed or interrupted collection into the same container.",
+        ),
+    ] = False,
     strategy: Annotated[
         str, typer.Option("--strategy", help="Matcher: auto, walk or scan.")
     ] = "auto",
@@ -252,9 +265,11 @@ def collect(
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
-    from selective_imager.collect.collector import CollectOptions
+    from selective_imager.collect.collector import CollectOptions, missing_volumes
     from selective_imager.collect.collector import collect as run_collect
     from selective_imager.collect.hashing import parse_algorithms
+    from selective_imager.collect.resume import NothingToResume, check_output
+    from selective_imager.errors import ContainerError
     from selective_imager.selection.rules import resolve
 
     code = EXIT_OK
@@ -275,8 +290,11 @@ def collect(
             uploader = _uploader(upload, known_hosts, upload_key)
         if not dry_run and output is None:
             raise _Unrecognised("--output is required (or use --dry-run)")
-        if output is not None and output.exists() and not force and not dry_run:
-            raise _Unrecognised(f"{output}: exists (use --force to overwrite)")
+        if output is not None and not dry_run:
+            try:
+                check_output(output, overwrite=force, resume=resume)
+            except ContainerError as exc:
+                raise _Unrecognised(str(exc)) from None
         if image is not None and image.exists():
             raise _Unrecognised(f"{image}: exists: refusing to overwrite")
         discovery = _vss_options(vss, vss_since)
@@ -286,6 +304,9 @@ def collect(
         with _open(
             source, creds, discovery, parents=parent, read_timeout=read_timeout
         ) as disk:
+            problem = missing_volumes(disk, volume)
+            if problem:
+                raise _Unrecognised(problem)
             image_opts = None
             if image is not None and not dry_run:
                 from selective_imager.cli.image_cmds import image_options
@@ -317,6 +338,7 @@ def collect(
                     strategy=strategy,
                     vss_reuse=not vss_read_all,
                     encrypt_to=recipients,
+                    resume=resume,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:
@@ -324,8 +346,14 @@ def collect(
                         report = run_collect(disk, ruleset, output, options, progress, volume)
                     except KeyboardInterrupt:
                         interrupted = True
+                    except NothingToResume as exc:
+                        out.print(_escape(str(exc)))
+                        raise typer.Exit(EXIT_OK) from None
                 if interrupted:
-                    err.print(f"interrupted: {output} was finished as incomplete")
+                    err.print(
+                        f"interrupted: {output} was finished as incomplete "
+                        "(continue it with --resume)"
+                    )
                     raise typer.Exit(EXIT_PARTIAL)
                 code = report.exit_code
                 delivery = None
@@ -406,6 +434,11 @@ def _print_collect_summary(
         if report.image is None
         else {"files": report.image.get("files", []), "complete": report.image["complete"]},
         "upload": delivery,
+        "unreadable": report.unreadable,
+        "status_reasons": report.status_reasons,
+        "notes": report.notes,
+        "resumed": report.resumed,
+        "stored_hash_check": report.stored_hash.as_dict() if report.stored_hash else None,
     }
     if json_output:
         print(json.dumps(summary, indent=2))
@@ -414,7 +447,11 @@ def _print_collect_summary(
     table.add_column("what")
     table.add_column("value")
     table.add_row("container", _escape(str(report.output)))
-    table.add_row("status", report.status)
+    table.add_row("status", report.status + (" (resumed)" if report.resumed else ""))
+    for reason in report.status_reasons:
+        table.add_row("[yellow]why[/]", _escape(reason))
+    for note in report.notes:
+        table.add_row("note", _escape(note))
     for outcome, count in report.counts.items():
         table.add_row(outcome, str(count))
     table.add_row("bytes collected", f"{report.bytes_collected} ({_human(report.bytes_collected)})")
@@ -437,6 +474,17 @@ def _print_collect_summary(
     if report.image is not None:
         files = report.image.get("files") or []
         table.add_row("image", _escape(", ".join(files)) if files else "[red]incomplete[/]")
+    stored = report.stored_hash
+    if stored is not None:
+        table.add_row(
+            "stored hash",
+            f"{stored.verdict} ("
+            + ", ".join(
+                f"{alg} {'matches' if alg in stored.matched else 'MISMATCH' if alg in stored.mismatched else 'unchecked'}"
+                for alg in stored.stored
+            )
+            + ")",
+        )
     for problem in report.volume_errors:
         table.add_row("[red]volume error[/]", _escape(problem))
     out.print(table)
@@ -531,6 +579,7 @@ def hash_command(
 
     from selective_imager.collect.chainhash import chain_hasher
     from selective_imager.collect.hashing import hash_source, parse_algorithms
+    from selective_imager.collect.stored_hash import compare_stored_hashes
     from selective_imager.sources import open_source
 
     with _errors():
@@ -567,11 +616,7 @@ def hash_command(
                 raise
             progress.done()
             chain_files = [c.as_dict() for c in chain.results()] if chain else []
-            stored = {
-                k.split(".", 1)[1]: v
-                for k, v in src.info.details.items()
-                if k.startswith("stored_hash.")
-            }
+            check = compare_stored_hashes(src.info.details, result.digests)
     data: dict[str, Any] = {
         "source": source,
         "size": result.size,
@@ -583,16 +628,13 @@ def hash_command(
             for p in result.pieces
         ],
         "unreadable": [list(r) for r in result.unreadable],
-        "stored_hashes": stored,
+        "stored_hashes": check.stored,
+        "stored_hash_check": check.as_dict(),
         "seconds": round(result.seconds, 3),
     }
     if chain_files:
         data["chain_files"] = chain_files
-    mismatch = [
-        alg
-        for alg, value in stored.items()
-        if result.digests and result.digests.get(alg) and result.digests.get(alg) != value
-    ]
+    mismatch = list(check.mismatched)
     data["stored_hash_mismatch"] = mismatch
     if json_output:
         print(json.dumps(data, indent=2))
@@ -602,8 +644,8 @@ def hash_command(
         for item in chain_files:
             for alg, value in (item["digests"] or {}).items():
                 print(f"{alg}  {value}  {item['path']}  ({item['role']} file as received)")
-        for alg, value in stored.items():
-            state = "MISMATCH" if alg in mismatch else "matches"
+        for alg, value in check.stored.items():
+            state = "MISMATCH" if alg in mismatch else "matches" if alg in check.matched else "unchecked"
             print(f"stored {alg} {value}: {state}")
         if result.unreadable:
             print(

@@ -14,6 +14,7 @@ from selective_imager.cli.common import (
     ParentOption,
     _errors,
     _escape,
+    _fail,
     _human,
     _open,
     app,
@@ -99,10 +100,16 @@ def verify(
                 }
                 for d in (*item_diffs, *disk_diffs)
             ]
-    ok = not differences
+    intact = not differences
+    complete = report.complete
+    ok = intact and complete
     data = {
         "container": str(container),
         "ok": ok,
+        "intact": intact,
+        "complete": complete,
+        "status": report.status,
+        "not_complete": list(report.not_complete),
         "seal_present": report.seal_present,
         "members_checked": report.members_checked,
         "items_checked": report.items_checked,
@@ -122,15 +129,30 @@ def verify(
                 )
                 + (f" ({_escape(d['detail'])})" if d["detail"] else "")
             )
-        verdict = "[green]OK[/]" if ok else f"[red]FAILED[/] ({len(differences)} difference(s))"
         extra = (
             f", {source_checked} items re-read from the source"
             if source_checked is not None
             else ""
         )
-        out.print(
-            f"{verdict}: {report.members_checked} members, {report.items_checked} items checked{extra}"
-        )
+        if intact:
+            out.print(
+                f"intact: yes ({report.members_checked} members, "
+                f"{report.items_checked} items checked{extra})"
+            )
+        else:
+            out.print(f"[red]intact: NO[/] ({len(differences)} difference(s))")
+        if complete:
+            out.print("complete: yes (status complete)")
+        else:
+            why = "; ".join(report.not_complete) or "see the differences above"
+            out.print(f"[yellow]complete: NO[/] ({_escape(why)})")
+        if ok:
+            verdict = "[green]OK[/]: intact and complete"
+        elif intact:
+            verdict = "[yellow]NOT OK[/]: intact but not complete"
+        else:
+            verdict = "[red]FAILED[/]: not intact" + ("" if complete else " and not complete")
+        out.print(verdict)
     raise typer.Exit(EXIT_OK if ok else EXIT_PARTIAL)
 
 
@@ -143,11 +165,38 @@ def extract(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     identity: IdentityOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Extract even from a container that is not intact.")
+    ] = False,
 ) -> None:
-    """Restore collected files under their original names, with modification times."""
+    """Restore collected files under their original names, with modification times.
+
+    The container is verified first; one that is not intact is refused unless --force.
+    """
     from selective_imager.container.reader import extract as extract_container
+    from selective_imager.container.reader import verify as verify_container
 
     with _errors():
+        checked = verify_container(container, identities=_identities(identity))
+        if not checked.intact:
+            first = checked.differences[0]
+            what = f"{first.kind} {first.member}" + (f" ({first.detail})" if first.detail else "")
+            if not force:
+                _fail(
+                    f"{container}: not extracted: it fails verify ({len(checked.differences)} "
+                    f"difference(s), first: {what}); use --force to extract anyway",
+                    EXIT_PARTIAL,
+                )
+            err.print(
+                f"[yellow]warning:[/] {_escape(str(container))} is not intact "
+                f"({len(checked.differences)} difference(s), first: {_escape(what)}); "
+                "extracting anyway (--force)"
+            )
+        elif not checked.complete:
+            err.print(
+                f"[yellow]note:[/] the acquisition is not complete: "
+                f"{_escape('; '.join(checked.not_complete))}"
+            )
         report = extract_container(
             container, dest, pattern=path, identities=_identities(identity)
         )
@@ -174,6 +223,44 @@ def extract(
             f"{report.files} files, {_human(report.bytes)} restored under {_escape(report.dest)}"
         )
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+
+
+@app.command()
+def recover(
+    container: Annotated[Path, typer.Argument(help="Container of a killed collection (.zip).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rebuild a valid, sealed container (status incomplete) from a killed collection.
+
+    Keeps every member that is complete and matches its journal line; never reads the
+    source, never changes a kept member's bytes. Running it again changes nothing.
+    """
+    from selective_imager.container.recover import recover as recover_container
+
+    with _errors():
+        report = recover_container(container)
+    if json_output:
+        print(
+            json.dumps(
+                {
+                    "container": report.path,
+                    "recovered": report.recovered,
+                    "message": report.message,
+                    "kept": report.kept,
+                    "dropped": [list(d) for d in report.dropped],
+                    "records": report.records,
+                    "lost": report.lost,
+                    "counts": report.counts,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for name, reason in report.dropped:
+            err.print(f"[yellow]dropped[/] {_escape(name)}: {_escape(reason)}")
+        out.print(_escape(report.message))
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command()
@@ -223,8 +310,15 @@ def show(
             out.print(
                 f"  [yellow]disk hash incomplete: {disk.get('bytes_hashed')} of {disk.get('size')} bytes[/]"
             )
-    for key, value in sorted((data.get("counts") or {}).items()):
-        out.print(f"  {key}: {value}")
+    status = acq.get("status") if acq else None
+    out.print(f"  [bold]status {_escape(str(status or 'unknown (no acquisition.json)'))}[/]")
+    for reason in acq.get("status_reasons") or []:
+        out.print(f"    {_escape(str(reason))}")
+    for problem in acq.get("volume_errors") or []:
+        out.print(f"    [red]volume error[/] {_escape(str(problem))}")
+    out.print(f"  items: {data.get('items', 0)}")
+    for key, value in sorted((data.get("outcomes") or {}).items()):
+        out.print(f"    {_escape(key)}: {value}")
     seal = data.get("seal") or {}
     out.print(f"  seal: {json.dumps(seal, default=str)}")
 

@@ -27,8 +27,21 @@ from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_r
 from selective_imager.collect.chainhash import ChainFileHash, chain_hasher
 from selective_imager.collect.finishing import store_journals, store_rule_files
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
-from selective_imager.collect.manifest import Journal, data_runs, item_record, utc_now
-from selective_imager.collect.outcome import LOST_OUTCOMES, Outcome
+from selective_imager.collect.manifest import (
+    Journal,
+    data_runs,
+    item_record,
+    journal_paths,
+    utc_now,
+)
+from selective_imager.collect.outcome import STORED_OUTCOMES, Outcome
+from selective_imager.collect.resume import (
+    ResumeState,
+    check_output,
+    prepare_resume,
+    source_fingerprint,
+)
+from selective_imager.collect.stored_hash import StoredHashCheck, compare_stored_hashes
 from selective_imager.collect.unchanged import LiveIndex, bytes_on_disk
 from selective_imager.container.names import encode_member_path
 from selective_imager.container.seal import (
@@ -106,6 +119,12 @@ class CollectOptions:
     encrypt_to: tuple[Recipient, ...] = ()
     image: ImageOptions | None = None
     image_output: Path | None = None
+    resume: bool = False
+
+
+COMPLETE = "complete"
+PARTIAL = "partial"
+INCOMPLETE = "incomplete"
 
 
 @dataclass(slots=True)
@@ -114,7 +133,9 @@ class CollectionReport:
 
     Attributes:
         output: the container path.
-        status: ``complete`` or ``incomplete`` (interrupted).
+        status: ``complete`` (every volume opened, every matched item stored intact,
+            the disk hash finished), ``partial`` (something failed: see
+            ``status_reasons``) or ``incomplete`` (interrupted).
         counts: items by outcome.
         bytes_collected: logical bytes of collected items.
         container_sha256: SHA-256 of the finished container file.
@@ -131,10 +152,15 @@ class CollectionReport:
             taken during the disk-hash pass (empty without a disk hash).
         encrypted: the container is age-encrypted (``container_sha256`` is then the
             hash of the encrypted file, also written to ``<output>.sha256``).
+        stored_hash: the image's stored media hash against the disk hash.
+        status_reasons: why the status is not ``complete``.
+        notes: facts worth saying that are not failures (nothing matched...).
+        resumed: the run continued an unfinished container.
+        interrupted: the run was interrupted (Ctrl-C).
     """
 
     output: Path
-    status: str = "complete"
+    status: str = COMPLETE
     counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
     bytes_collected: int = 0
     container_sha256: str = ""
@@ -147,12 +173,71 @@ class CollectionReport:
     chain_hashes: tuple[ChainFileHash, ...] = ()
     encrypted: bool = False
     image: dict[str, Any] | None = None
+    stored_hash: StoredHashCheck | None = None
+    status_reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    resumed: bool = False
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
-        """0 complete without failures, 1 otherwise."""
-        bad = sum(self.counts[o.value] for o in LOST_OUTCOMES) + self.unreadable
-        return 0 if self.status == "complete" and not bad and not self.volume_errors else 1
+        """0 complete, 1 otherwise."""
+        return 0 if self.status == COMPLETE else 1
+
+    def settle(self) -> None:
+        """Decide :attr:`status` and its reasons from what happened (call once, last)."""
+        reasons: list[str] = []
+        disk = self.disk_hash
+        if self.interrupted:
+            reasons.append("interrupted: the container holds what was collected before")
+        elif disk is not None and not disk.complete:
+            reasons.append("the disk hash did not finish")
+        for problem in self.volume_errors:
+            reasons.append(f"not searched: {problem}")
+        if self.counts[Outcome.FAILED]:
+            reasons.append(f"{self.counts[Outcome.FAILED]} item(s) failed")
+        if self.counts[Outcome.PARTIAL]:
+            reasons.append(
+                f"{self.counts[Outcome.PARTIAL]} item(s) partly unreadable (zero-filled)"
+            )
+        if self.unreadable:
+            reasons.append(
+                f"{self.unreadable} director(y/ies) or $MFT record(s) unreadable while "
+                "matching: items under them may be missing"
+            )
+        if disk is not None and disk.unreadable:
+            reasons.append(
+                f"{sum(n for _, n in disk.unreadable)} unreadable byte(s) in the disk hash"
+            )
+        if self.stored_hash is not None and self.stored_hash.mismatched:
+            reasons.append(
+                "the image's stored "
+                + "/".join(self.stored_hash.mismatched)
+                + " differs from the disk hash"
+            )
+        self.status_reasons = reasons
+        if self.interrupted or (disk is not None and not disk.complete):
+            self.status = INCOMPLETE
+        elif reasons:
+            self.status = PARTIAL
+        else:
+            self.status = COMPLETE
+        if not sum(self.counts.values()):
+            self.notes.append("nothing matched the rules: no item was collected")
+
+
+def missing_volumes(disk: Disk, volumes: list[int] | None) -> str:
+    """Why ``volumes`` cannot be selected on ``disk`` ("" when every one exists)."""
+    if volumes is None:
+        return ""
+    have = sorted(v.report.volume.index for v in disk.volumes)
+    missing = sorted(set(volumes) - set(have))
+    if not missing:
+        return ""
+    return (
+        f"no volume {', '.join(map(str, missing))} on this disk "
+        f"(volumes: {', '.join(map(str, have)) or 'none'})"
+    )
 
 
 def refuse_output_on_source(disk: Disk, output: Path) -> None:
@@ -236,35 +321,80 @@ class _Run:
         output: Path,
         options: CollectOptions,
         progress: ProgressSink,
+        resume: ResumeState | None = None,
     ) -> None:
         self.disk = disk
         self.ruleset = ruleset
         self.output = output
         self.options = options
         self.progress = progress
-        self.report = CollectionReport(output)
+        self.report = CollectionReport(output, resumed=resume is not None)
         self.algorithms = tuple(dict.fromkeys((*options.hashes, "sha256")))
         self.stored: dict[str, str] = {}  # sha256 -> member name
         self.started = utc_now()
-        self.sentinel_start = sentinel(disk) if disk.source.info.is_device else ""
+        self.resume = resume
+        self.done: set[tuple[str, str, str]] = set()
+        self.sentinel_start = sentinel(disk)
+        self.fingerprint = source_fingerprint(disk, self.sentinel_start)
         self.rules_meta: list[dict[str, Any]] = []
-        self.writer = ZipWriter(
-            output,
-            overwrite=options.overwrite,
-            hash_output=True,
-            encrypt_to=options.encrypt_to or None,
-        )
-        self.write_behind = _WriteBehind()
         self.live = LiveIndex()
+        manifest_path, log_path = journal_paths(output)
         try:
-            self.manifest = Journal(output.with_name(output.name + ".manifest.jsonl.part"))
-            self.log = Journal(output.with_name(output.name + ".log.jsonl.part"))
+            # Journals first: from the moment the container is written to, a killed run
+            # leaves them beside it (recover needs them; --force never removes them).
+            self.manifest = Journal(manifest_path)
+            self.log = Journal(log_path)
         except FileExistsError as exc:
-            self.writer.close()
-            output.unlink(missing_ok=True)
             raise ContainerError(
-                f"{exc.filename}: a journal of an earlier run is in the way; recover or remove it"
+                f"{exc.filename}: a journal of an unfinished run is in the way; nothing was "
+                f"deleted: run `selective-imager recover {output}`, or collect with --resume"
             ) from exc
+        try:
+            if resume is None:
+                self.writer = ZipWriter(
+                    output,
+                    overwrite=options.overwrite,
+                    hash_output=True,
+                    encrypt_to=options.encrypt_to or None,
+                )
+            else:
+                self._carry_over(resume)
+                self.writer = ZipWriter(
+                    output, append_at=resume.end, existing=resume.members, hash_output=True
+                )
+        except ContainerError:
+            if resume is None:
+                # Nothing was written: the new, empty journals would only be in the way.
+                for journal in (self.manifest, self.log):
+                    journal.remove()
+            raise
+        self.write_behind = _WriteBehind()
+
+    def _carry_over(self, resume: ResumeState) -> None:
+        """Journal what the earlier run stored, so it is safe before the file is cut."""
+        for record in resume.log:
+            self.log.append(record)
+        for record in resume.records:
+            self.manifest.append(record)
+            outcome = str(record.get("outcome"))
+            if outcome in self.report.counts:
+                self.report.counts[outcome] += 1
+            hashes = record.get("hashes") or {}
+            if outcome == Outcome.COLLECTED and hashes.get("sha256"):
+                self.stored.setdefault(hashes["sha256"], str(record["container_path"]))
+            if outcome in STORED_OUTCOMES:
+                self.report.bytes_collected += int(record.get("size") or 0)
+        self.done = set(resume.done)
+        self.event(
+            "warning",
+            "resumed",
+            f"resumed ({'after recover' if resume.recovered else 'from an interrupted run'}): "
+            f"{len(resume.records)} item(s) kept, {len(resume.superseded)} earlier record(s) "
+            "of items collected again",
+            superseded=resume.superseded,
+        )
+        self.manifest.sync()
+        self.log.sync()
 
     def event(self, level: str, event: str, message: str, **extra: Any) -> None:
         self.log.append(
@@ -379,6 +509,10 @@ class _Run:
         entry = m.entry
         label = f"{report.label}/{entry.path}" + (f":{m.stream}" if m.stream else "")
         self.progress.item(label)
+        if self.done and (report.label, entry.path, m.stream) in self.done:
+            # Stored intact by the run this one resumes.
+            self.progress.advance(_match_size(m), items=1)
+            return
         name = encode_member_path(report.label, entry.path, m.stream)
         volume_offset = None if report.encryption is not None else report.volume.offset
         try:
@@ -550,8 +684,20 @@ class _Run:
         )
         self.rules_meta = store_rule_files(self.writer, self.ruleset)
 
-    def acquisition(self, ended: str) -> dict[str, Any]:
-        return acquisition_record(
+    def acquisition(self, ended: str | None) -> dict[str, Any]:
+        """``acquisition.json`` (``ended=None``: the run's facts at its start)."""
+        earlier = self.resume.acquisition if self.resume is not None else {}
+        resumed = list(earlier.get("resumed") or [])
+        if self.resume is not None:
+            resumed.append(
+                {
+                    "time": self.started,
+                    "from_status": earlier.get("status"),
+                    "after_recover": self.resume.recovered,
+                    "items_kept": len(self.resume.records),
+                }
+            )
+        record = acquisition_record(
             AcquisitionFacts(
                 disk=self.disk,
                 options=self.options,
@@ -559,11 +705,26 @@ class _Run:
                 algorithms=self.algorithms,
                 requested_rules=tuple(self.ruleset.requested),
                 rules_used=tuple(self.rules_meta),
-                started=self.started,
-                ended=ended,
+                started=str(earlier.get("started") or self.started),
+                ended=ended or "",
                 sentinel_start=self.sentinel_start,
             )
         )
+        stored = self.report.stored_hash
+        record.update(
+            ended=ended,
+            status=self.report.status if ended is not None else INCOMPLETE,
+            status_reasons=list(self.report.status_reasons)
+            if ended is not None
+            else ["the run has not finished"],
+            notes=list(self.report.notes),
+            resumed=resumed,
+            source_fingerprint=self.fingerprint,
+            stored_hash_check=stored.as_dict() if stored is not None else None,
+        )
+        if ended is None:
+            record["live_source"] = None  # decided at the end of the run
+        return record
 
 
 def _match_size(m: Match) -> int:
@@ -670,20 +831,34 @@ def collect(
     """Collect every match of ``ruleset`` on ``disk`` into the container ``output``.
 
     Ctrl-C (KeyboardInterrupt) finishes the container as ``incomplete`` with
-    everything collected so far, then re-raises.
+    everything collected so far, then re-raises. With ``options.resume`` an
+    unfinished container at ``output`` (killed: recovered first; or interrupted) is
+    continued: items it holds intact are kept, the rest collected.
 
     Raises:
-        ContainerError: the output exists (without overwrite), lies on the source, or
-            cannot be written.
+        ValueError: ``volumes`` names a volume the disk does not have.
+        ContainerError: the output exists (without overwrite), is a partial container
+            or has journals of an unfinished run beside it (without resume), lies on
+            the source, cannot be written, or cannot be resumed.
     """
     options = options or CollectOptions()
     progress = progress or NullProgress()
+    problem = missing_volumes(disk, volumes)
+    if problem:
+        raise ValueError(problem)
     refuse_output_on_source(disk, output)
-    run = _Run(disk, ruleset, output, options, progress)
+    check_output(output, overwrite=options.overwrite, resume=options.resume)
+    resume = prepare_resume(disk, output) if options.resume else None
+    run = _Run(disk, ruleset, output, options, progress, resume)
     interrupted: BaseException | None = None
     concurrent: tuple[threading.Thread, threading.Event, list[DiskHashResult]] | None = None
     try:
-        run.event("info", "start", f"{TOOL} collecting from {disk.source.info.path}")
+        run.event(
+            "info",
+            "start",
+            f"{TOOL} collecting from {disk.source.info.path}",
+            acquisition=run.acquisition(None),
+        )
         for indexes, text in disk.table.problems if disk.table is not None else ():
             # A truncated image lacks part of the disk (even where no rule matched), and
             # logical volumes past its end cannot even be listed: never a complete run.
@@ -729,11 +904,9 @@ def collect(
             if image is not None:
                 run.report.image = image.finish(run.report.disk_hash)
                 image = None
-            if not run.report.disk_hash.complete:
-                run.report.status = "incomplete"
     except KeyboardInterrupt as exc:
         interrupted = exc
-        run.report.status = "incomplete"
+        run.report.interrupted = True
         run.event(
             "warning", "interrupted", "interrupted: the container holds what was collected so far"
         )
@@ -747,14 +920,31 @@ def collect(
             if image is not None and run.report.disk_hash is not None:
                 run.report.image = image.finish(run.report.disk_hash)
                 image = None
-            if run.report.disk_hash is not None and not run.report.disk_hash.complete:
-                run.report.status = "incomplete"
         if image is not None:
             image.abort()  # the pass never ran to its end: the image stays incomplete
+        _settle(run)
         _finalise(run)
     if interrupted is not None:
         raise interrupted
     return run.report
+
+
+def _settle(run: _Run) -> None:
+    """Compare the image's stored hash, then decide the status."""
+    report = run.report
+    details = run.disk.source.info.details
+    if any(key.startswith("stored_hash.") for key in details):
+        computed = report.disk_hash.digests if report.disk_hash is not None else None
+        report.stored_hash = compare_stored_hashes(details, computed)
+        if report.stored_hash.mismatched:
+            run.event(
+                "error",
+                "stored-hash-mismatch",
+                "the image's stored "
+                + "/".join(report.stored_hash.mismatched)
+                + " differs from the disk hash computed now",
+            )
+    report.settle()
 
 
 def _delta(progress: ProgressSink) -> Any:

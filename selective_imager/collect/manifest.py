@@ -4,6 +4,9 @@ A sequential ZIP cannot interleave members, so ``manifest.jsonl`` and ``log.json
 are appended line by line to journal files beside the container while items complete
 (flushed each line: a crash loses nothing already recorded). When the container is
 finalised they are copied in as members and the journals removed.
+
+While a run writes a journal it holds an exclusive ``flock`` on it (POSIX), so
+``recover`` and ``--resume`` can tell a killed run from one still going.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import contextlib
 import datetime as _dt
 import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.errors import ContainerError
 
-if TYPE_CHECKING:
-    from pathlib import Path
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
 
+if TYPE_CHECKING:
     from selective_imager.discovery import VolumeReport
     from selective_imager.models import Extent
     from selective_imager.selection.matcher import Match
@@ -29,12 +36,52 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Journal:
-    """An append-only JSON-lines file, flushed after every record."""
+MANIFEST_JOURNAL_SUFFIX = ".manifest.jsonl.part"
+LOG_JOURNAL_SUFFIX = ".log.jsonl.part"
 
-    def __init__(self, path: Path) -> None:
+
+def journal_paths(output: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The manifest and log journals of a run writing ``output``."""
+    out = Path(output)
+    return (
+        out.with_name(out.name + MANIFEST_JOURNAL_SUFFIX),
+        out.with_name(out.name + LOG_JOURNAL_SUFFIX),
+    )
+
+
+def journal_in_use(path: Path) -> bool:
+    """Whether a running collection holds ``path`` (its lock is taken)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
+class Journal:
+    """An append-only JSON-lines file, flushed after every record.
+
+    Args:
+        path: the journal file.
+        append: continue an existing journal (``--resume``) instead of creating one.
+    """
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = path
-        self._file = open(path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # Closed in close().
+        self._file = open(path, "a" if append else "x", encoding="utf-8")  # noqa: SIM115
+        if fcntl is not None:
+            # Held until close: recover/--resume refuse a journal a live run writes.
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.count = 0
 
     def append(self, record: dict[str, Any]) -> None:
@@ -49,6 +96,18 @@ class Journal:
         except OSError as exc:
             raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self.count += 1
+
+    def sync(self) -> None:
+        """Force what was written to stable storage.
+
+        Raises:
+            ContainerError: the journal cannot be written.
+        """
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise ContainerError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         """Close the file (kept on disk)."""

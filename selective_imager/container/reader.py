@@ -9,7 +9,22 @@ which is the point of a verification). Every check names what differs:
 * ``unexpected``: in the ZIP but not in the seal (or a duplicated member name);
 * ``seal-missing``: there is no seal member;
 * ``manifest-mismatch``: a manifest item's content does not hash to its recorded
-  hashes, or the manifest cannot be parsed.
+  hashes, or the manifest cannot be parsed, or it points outside ``files/``;
+* ``unsafe-name``: a member name that is absolute, has ``..`` or empty segments, a
+  backslash or a drive letter (this tool never writes one; extraction never uses it);
+* ``symlink``: a member marked as a symbolic link (never created on extraction);
+* ``impossible-size``: a member declares more data than deflate can produce from its
+  compressed size (it is not read);
+* ``acquisition-mismatch``: the counts in ``acquisition.json`` disagree with the
+  manifest.
+
+Separately from those (which decide whether the container is *intact*), the report
+says whether the acquisition is *complete*: the recorded status is ``complete``, no
+item failed or was read only partly, and the disk hash (when asked for) finished.
+
+Hostile input is bounded: metadata members are read only up to a size limit,
+manifest lines up to :data:`MAX_LINE`, member data is streamed in 1 MiB pieces and
+never beyond its declared size.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ from selective_imager.container.seal import (
     Seal,
     parse_seal,
 )
+from selective_imager.container.zipwriter import check_member_name
 from selective_imager.errors import ContainerError
 
 if TYPE_CHECKING:
@@ -53,6 +69,15 @@ if TYPE_CHECKING:
 
 _CHUNK = 1 << 20
 _CONTENT_OUTCOMES = CONTENT_OUTCOMES
+# Metadata members (seal, acquisition) are read whole: never more than this.
+MAX_METADATA = 64 << 20
+# One manifest line (one item) is never longer than this.
+MAX_LINE = 16 << 20
+# Deflate cannot expand data more than ~1032:1; a member declaring more lies.
+_MAX_RATIO = 1100
+# Sparse items are expanded with zeros up to at most this (or the source size).
+_MAX_SPARSE = 64 << 30
+COMPLETE = "complete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +106,34 @@ class VerifyReport:
 
     Attributes:
         path: the container.
-        ok: no difference at all.
+        intact: no difference at all (every member and item hashes as recorded).
         differences: every difference found.
         seal_present: a seal member exists and parses.
         members_checked: members re-hashed.
         items_checked: manifest items whose content was re-hashed.
         bytes_hashed: uncompressed bytes read.
         seconds: wall time.
+        complete: the acquisition it records is complete (see the module notes).
+        status: the status recorded in ``acquisition.json`` (None when absent).
+        not_complete: why it is not complete (empty when it is).
     """
 
     path: str
-    ok: bool
+    intact: bool
     differences: tuple[Difference, ...]
     seal_present: bool
     members_checked: int
     items_checked: int
     bytes_hashed: int
     seconds: float
+    complete: bool = False
+    status: str | None = None
+    not_complete: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Intact and complete: the only case ``verify`` calls OK."""
+        return self.intact and self.complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +289,25 @@ class Container:
             return None
         return parse_seal(self.read(name))
 
-    def read(self, name: str) -> bytes:
-        """A whole member (for small metadata members)."""
+    def read(self, name: str, limit: int = MAX_METADATA) -> bytes:
+        """A whole member (for small metadata members), at most ``limit`` bytes.
+
+        Raises:
+            ContainerError: missing, unreadable, or larger than ``limit``.
+        """
         try:
-            return self.zip.read(name)
-        except (KeyError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            info = self.zip.getinfo(name)
+            if info.file_size > limit:
+                raise ContainerError(
+                    f"{name!r} declares {info.file_size} bytes (more than {limit}): not read"
+                )
+            with self.zip.open(info, "r") as fh:
+                data = fh.read(limit + 1)
+        except (KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise ContainerError(f"cannot read {name!r}: {exc}") from exc
+        if len(data) > limit:
+            raise ContainerError(f"{name!r} is larger than {limit} bytes: not read")
+        return data
 
     def open(self, name: str) -> IO[bytes]:
         """A stream of a member's uncompressed content."""
@@ -289,13 +338,38 @@ class Container:
         if not self.has_manifest():
             return
         with self.open(MANIFEST_NAME) as raw:
-            for line_no, line in enumerate(raw, 1):
+            line_no = 0
+            while True:
+                try:
+                    line = raw.readline(MAX_LINE + 1)
+                except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                    yield ValueError(f"{MANIFEST_NAME}: unreadable after line {line_no}: {exc}")
+                    return
+                if not line:
+                    return
+                line_no += 1
+                if len(line) > MAX_LINE:
+                    yield ValueError(f"{MANIFEST_NAME} line {line_no}: longer than {MAX_LINE}")
+                    if not _skip_line(raw):
+                        return
+                    continue
                 if not line.strip():
                     continue
                 try:
                     yield _parse_item(line_no, json.loads(line))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
                     yield ValueError(f"{MANIFEST_NAME} line {line_no}: {exc}")
+
+
+def _skip_line(raw: IO[bytes]) -> bool:
+    """Read past the rest of an over-long line; False at the end of the member."""
+    try:
+        while piece := raw.readline(_CHUNK):
+            if piece.endswith(b"\n"):
+                return True
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        return False
+    return False
 
 
 def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
@@ -380,6 +454,81 @@ def _item_algorithms(item: ManifestItem) -> tuple[str, ...]:
     return tuple(alg for alg in ALGORITHMS if alg in item.hashes)
 
 
+def _structure(infos: list[zipfile.ZipInfo]) -> list[Difference]:
+    """Findings about the member list itself: names, duplicates, links, sizes."""
+    diffs: list[Difference] = []
+    counts = Counter(info.filename for info in infos)
+    for name, count in counts.items():
+        if count > 1:
+            diffs.append(Difference(name, "unexpected", detail=f"member appears {count} times"))
+    for info in infos:
+        name = info.filename
+        try:
+            check_member_name(name.rstrip("/") if info.is_dir() else name)
+        except ContainerError as exc:
+            diffs.append(Difference(name, "unsafe-name", detail=str(exc)))
+        mode = info.external_attr >> 16
+        if info.create_system == 3 and stat.S_ISLNK(mode):
+            diffs.append(Difference(name, "symlink", detail="a symbolic link entry"))
+        if info.file_size > info.compress_size * _MAX_RATIO + 1024:
+            diffs.append(
+                Difference(
+                    name,
+                    "impossible-size",
+                    detail=(
+                        f"declares {info.file_size} bytes from {info.compress_size} "
+                        "compressed: not read"
+                    ),
+                )
+            )
+    return diffs
+
+
+def _completeness(
+    acquisition: dict[str, Any] | None, outcomes: Counter[str]
+) -> tuple[str | None, tuple[str, ...], list[Difference]]:
+    """``(recorded status, why not complete, consistency findings)``."""
+    if acquisition is None:
+        return None, ("no readable acquisition.json: what the run achieved is unknown",), []
+    status = str(acquisition.get("status") or "unknown")
+    reasons: list[str] = []
+    diffs: list[Difference] = []
+    if status != COMPLETE:
+        why = acquisition.get("status_reasons")
+        detail = "; ".join(str(w) for w in why) if isinstance(why, list) and why else ""
+        reasons.append(f"status {status}" + (f": {detail}" if detail else ""))
+    # A status other than complete already says why; a "complete" that the rest of the
+    # record contradicts is not believed.
+    checks: list[str] = []
+    for outcome in ("failed", "partial"):
+        if outcomes.get(outcome):
+            checks.append(f"{outcomes[outcome]} item(s) {outcome}")
+    errors = acquisition.get("volume_errors")
+    if isinstance(errors, list) and errors:
+        checks.append(f"{len(errors)} volume(s) not searched: " + "; ".join(map(str, errors)))
+    disk = acquisition.get("disk_hash")
+    if isinstance(disk, dict) and not disk.get("complete"):
+        checks.append("the disk hash did not finish")
+    if status == COMPLETE:
+        reasons += checks
+    recorded = acquisition.get("counts")
+    if isinstance(recorded, dict):
+        for outcome, count in recorded.items():
+            if isinstance(count, int) and count != outcomes.get(str(outcome), 0):
+                diffs.append(
+                    Difference(
+                        ACQUISITION_NAME,
+                        "acquisition-mismatch",
+                        str(count),
+                        str(outcomes.get(str(outcome), 0)),
+                        f"{outcome} items recorded vs in the manifest",
+                    )
+                )
+    if diffs and status == COMPLETE:
+        reasons.append("acquisition.json disagrees with the manifest")
+    return status, tuple(reasons), diffs
+
+
 def verify(
     path: str | os.PathLike[str],
     *,
@@ -390,6 +539,8 @@ def verify(
 
     Each member is read once: the seal's SHA-256 and the hashes of the items stored in
     it (sparse items expanded to their logical size) are computed in the same pass.
+    Whether the container is intact and whether the acquisition is complete are two
+    separate answers (:attr:`VerifyReport.intact`, :attr:`VerifyReport.complete`).
 
     Args:
         path: the container.
@@ -399,14 +550,11 @@ def verify(
         ContainerError: the file is not a readable ZIP file.
     """
     started = time.perf_counter()
-    diffs: list[Difference] = []
     members_checked = items_checked = bytes_read = 0
     with open_container(path, identities) as box:
         infos = box.zip.infolist()
-        counts = Counter(info.filename for info in infos)
-        for name, count in counts.items():
-            if count > 1:
-                diffs.append(Difference(name, "unexpected", detail=f"member appears {count} times"))
+        diffs = _structure(infos)
+        unreadable = {d.member for d in diffs if d.kind in ("impossible-size", "symlink")}
 
         seal: Seal | None = None
         seal_name = box.seal_name()
@@ -419,16 +567,43 @@ def verify(
                 diffs.append(Difference(seal_name, "seal-missing", detail=str(exc)))
         sealed = seal.members if seal is not None else {}
 
+        acquisition = box.acquisition()
+        source = (acquisition or {}).get("source")
+        source_size = source.get("size") if isinstance(source, dict) else None
+        sparse_cap = max(_MAX_SPARSE, source_size if isinstance(source_size, int) else 0)
+
         # Items grouped by the member holding their content.
+        outcomes: Counter[str] = Counter()
         by_member: dict[str, list[ManifestItem]] = {}
         for entry in _content_items(box):
             if isinstance(entry, ValueError):
                 diffs.append(Difference(MANIFEST_NAME, "manifest-mismatch", detail=str(entry)))
                 continue
-            if entry.has_content and entry.hashes:
+            outcomes[entry.outcome] += 1
+            if not entry.has_content:
+                continue
+            if not entry.container_path.startswith(FILES_PREFIX + "/"):
+                diffs.append(
+                    Difference(
+                        entry.container_path,
+                        "manifest-mismatch",
+                        detail=f"{entry.display} points outside {FILES_PREFIX}/",
+                    )
+                )
+                continue
+            if (entry.sparse_size or 0) > sparse_cap:
+                diffs.append(
+                    Difference(
+                        entry.container_path,
+                        "manifest-mismatch",
+                        detail=f"{entry.display}: sparse size {entry.sparse_size} not credible",
+                    )
+                )
+                continue
+            if entry.hashes:
                 by_member.setdefault(entry.container_path, []).append(entry)
 
-        present = set(counts)
+        present = {info.filename for info in infos}
         for name in sealed:
             if name not in present:
                 diffs.append(Difference(name, "missing", sealed[name], None, "sealed member"))
@@ -447,12 +622,25 @@ def verify(
             seen.add(name)
             if seal is not None and name not in sealed:
                 diffs.append(Difference(name, "unexpected", None, None, "not in the seal"))
+            if name in unreadable:
+                continue
             items = by_member.get(name, [])
             plain_algs = {"sha256"} if name in sealed else set()
             feeders: list[_SparseFeeder] = []
             for item in items:
                 if item.sparse_size is None:
                     plain_algs.update(_item_algorithms(item))
+                    size = item.raw.get("size")
+                    if isinstance(size, int) and size != info.file_size:
+                        diffs.append(
+                            Difference(
+                                name,
+                                "manifest-mismatch",
+                                str(size),
+                                str(info.file_size),
+                                f"size of {item.display} vs the member",
+                            )
+                        )
                 else:
                     feeders.append(_SparseFeeder(item, _item_algorithms(item)))
             if not plain_algs and not feeders:
@@ -467,7 +655,7 @@ def verify(
                         bytes_read += len(chunk)
                         if progress is not None:
                             progress(bytes_read)
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
                 diffs.append(
                     Difference(name, "modified", sealed.get(name), None, f"corrupt data: {exc}")
                 )
@@ -499,15 +687,27 @@ def verify(
                                 f"{alg} of {item.display}",
                             )
                         )
+        status, not_complete, acq_diffs = _completeness(acquisition, outcomes)
+        diffs += acq_diffs
+        if not box.has_manifest():
+            not_complete = (*not_complete, "no manifest.jsonl")
+        if diffs:
+            not_complete = (
+                "the container is not intact, so what it records cannot be trusted",
+                *not_complete,
+            )
     return VerifyReport(
         path=os.fspath(path),
-        ok=not diffs,
+        intact=not diffs,
         differences=tuple(diffs),
         seal_present=seal is not None,
         members_checked=members_checked,
         items_checked=items_checked,
         bytes_hashed=bytes_read,
         seconds=time.perf_counter() - started,
+        complete=not not_complete,
+        status=status,
+        not_complete=not_complete,
     )
 
 

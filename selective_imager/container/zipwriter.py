@@ -138,8 +138,13 @@ def _timestamp_extra(mtime: int) -> bytes:
     return b""
 
 
-def _check_name(name: str) -> bytes:
-    """Refuse names that could escape an extraction directory or break readers."""
+def check_member_name(name: str) -> bytes:
+    """The UTF-8 form of a safe member name.
+
+    Raises:
+        ContainerError: the name could escape an extraction directory or break
+            readers (absolute, ``.``/``..``/empty segments, backslash, NUL, drive).
+    """
     if not name or name.startswith("/") or "\\" in name or "\0" in name:
         raise ContainerError(f"unsafe member name {name!r}")
     parts = name.split("/")
@@ -438,6 +443,11 @@ class ZipWriter:
             local header stays in memory until it is patched, and a member discarded
             after its data reached the file stays as unreferenced bytes (its header
             zeroed) because encrypted chunks are never rewritten.
+        append_at: continue an existing file instead of creating one: it is cut at
+            this offset (the end of the last member to keep, see ``existing``) and
+            written on from there; the bytes before it are never touched.
+        existing: the members already in the file before ``append_at`` (they go
+            into the central directory and the seal as if written by this writer).
 
     Raises:
         ContainerError: the file exists (without ``overwrite``) or cannot be created.
@@ -457,6 +467,8 @@ class ZipWriter:
         min_saving: float = 0.08,
         hash_output: bool = False,
         encrypt_to: Sequence[Recipient] | None = None,
+        append_at: int | None = None,
+        existing: tuple[MemberInfo, ...] = (),
     ) -> None:
         self.path = os.fspath(path)
         self._age: AgeWriter | None = None
@@ -464,11 +476,18 @@ class ZipWriter:
             self._age = AgeWriter(self.path, list(encrypt_to), overwrite=overwrite)
             self._file: Any = self._age
         try:
-            if self._age is None:
+            if self._age is not None:
+                if append_at is not None:
+                    raise ContainerError("an age-encrypted container cannot be resumed")
+            elif append_at is None:
                 # Closed in close(); the writer outlives any with-block here.
                 self._file = open(  # noqa: SIM115
                     self.path, "wb" if overwrite else "xb", buffering=1 << 20
                 )
+            else:
+                self._file = open(self.path, "r+b", buffering=1 << 20)  # noqa: SIM115
+                self._file.truncate(append_at)
+                self._file.seek(append_at)
         except OSError as exc:
             raise ContainerError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
         self.level = level
@@ -480,17 +499,18 @@ class ZipWriter:
         self._threads = (os.cpu_count() or 1) if threads is None else threads
         self.max_inflight = max(1, self._threads) + 1
         self._executor: ThreadPoolExecutor | None = None
-        self._members: list[MemberInfo] = []
-        self._names: set[str] = set()
+        self._members: list[MemberInfo] = list(existing)
+        self._names: set[str] = {info.name for info in existing}
         self._current: MemberWriter | None = None
-        self._pos = 0
+        self._pos = append_at or 0
         self._closed = False
         self.sha256: str | None = None
-        self._committed = 0  # end of the last closed member
+        self._committed = self._pos  # end of the last closed member
         self._hasher_mark = 0
         self._hasher: _OutputHasher | None = None
         if hash_output and hasattr(os, "preadv") and self._age is None:
             self._hasher = _OutputHasher(self.path)
+            self._hasher.advance(self._pos)
 
     # -- public ------------------------------------------------------------------
     @property
@@ -532,7 +552,7 @@ class ZipWriter:
             raise ContainerError("the ZIP writer is closed")
         if self._current is not None:
             raise ContainerError(f"member {self._current.name!r} is still open")
-        raw = _check_name(name)
+        raw = check_member_name(name)
         if name in self._names:
             raise ContainerError(f"duplicate member name {name!r}")
         when = int(time.time() if mtime is None else mtime)
@@ -796,4 +816,11 @@ class ZipWriter:
         return header + raw_name + extra
 
 
-__all__ = ["DEFLATED", "STORED", "MemberInfo", "MemberWriter", "ZipWriter"]
+__all__ = [
+    "DEFLATED",
+    "STORED",
+    "MemberInfo",
+    "MemberWriter",
+    "ZipWriter",
+    "check_member_name",
+]
