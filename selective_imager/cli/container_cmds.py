@@ -119,6 +119,29 @@ def verify(
     if json_output:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
+        extra = (
+            f", {source_checked} items re-read from the source"
+            if source_checked is not None
+            else ""
+        )
+        counted = f"{report.members_checked} members, {report.items_checked} items checked{extra}"
+        # The verdict first (scripts read the first word), then the two answers, then
+        # one line per difference.
+        if ok:
+            verdict = "[green]OK[/]: intact and complete"
+        elif intact:
+            verdict = "[yellow]NOT OK[/]: intact but not complete"
+        else:
+            verdict = "[red]FAILED[/]: not intact" + ("" if complete else " and not complete")
+        out.print(f"{verdict} ({counted})")
+        if intact:
+            out.print("intact: yes")
+        else:
+            out.print(f"[red]intact: NO[/] ({len(differences)} difference(s) below)")
+        if complete:
+            out.print("complete: yes (status complete)")
+        else:
+            out.print(f"[yellow]complete: NO[/] ({_escape('; '.join(report.not_complete))})")
         for d in differences:
             out.print(
                 f"[red]{d['kind']}[/] {_escape(d['what'])}"
@@ -129,30 +152,6 @@ def verify(
                 )
                 + (f" ({_escape(d['detail'])})" if d["detail"] else "")
             )
-        extra = (
-            f", {source_checked} items re-read from the source"
-            if source_checked is not None
-            else ""
-        )
-        if intact:
-            out.print(
-                f"intact: yes ({report.members_checked} members, "
-                f"{report.items_checked} items checked{extra})"
-            )
-        else:
-            out.print(f"[red]intact: NO[/] ({len(differences)} difference(s))")
-        if complete:
-            out.print("complete: yes (status complete)")
-        else:
-            why = "; ".join(report.not_complete) or "see the differences above"
-            out.print(f"[yellow]complete: NO[/] ({_escape(why)})")
-        if ok:
-            verdict = "[green]OK[/]: intact and complete"
-        elif intact:
-            verdict = "[yellow]NOT OK[/]: intact but not complete"
-        else:
-            verdict = "[red]FAILED[/]: not intact" + ("" if complete else " and not complete")
-        out.print(verdict)
     raise typer.Exit(EXIT_OK if ok else EXIT_PARTIAL)
 
 
