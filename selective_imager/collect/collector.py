@@ -226,17 +226,21 @@ class CollectionReport:
             self.notes.append("nothing matched the rules: no item was collected")
 
 
-def missing_volumes(disk: Disk, volumes: list[int] | None) -> str:
-    """Why ``volumes`` cannot be selected on ``disk`` ("" when every one exists)."""
+def missing_volumes(disk: Disk, volumes: Sequence[int | str] | None) -> str:
+    """Why ``volumes`` cannot be selected on ``disk`` ("" when each names a volume).
+
+    Numbers and labels mean what :meth:`Disk.selected` makes of them.
+    """
     if volumes is None:
         return ""
-    have = sorted(v.report.volume.index for v in disk.volumes)
-    missing = sorted(set(volumes) - set(have))
+    missing = [str(key) for key in volumes if not disk.selected([key])]
     if not missing:
         return ""
+    have = sorted({str(v.report.volume.index) for v in disk.volumes}, key=lambda k: int(k))
+    labels = [v.report.label for v in disk.volumes]
     return (
-        f"no volume {', '.join(map(str, missing))} on this disk "
-        f"(volumes: {', '.join(map(str, have)) or 'none'})"
+        f"no volume {', '.join(missing)} on this disk "
+        f"(volumes: {', '.join(have) or 'none'}; labels: {', '.join(labels) or 'none'})"
     )
 
 
