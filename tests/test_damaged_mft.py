@@ -67,6 +67,7 @@ def test_siblings_collected_damaged_recorded(damaged, tmp_path, strategy, paths)
     result, items, log, acq = _collect(image, tmp_path, paths, strategy)
     wanted = [f for f in config if "{" not in paths or f["path"].rpartition("/")[2] in paths]
     assert result.exit_code == 1, result.output
+    assert acq["status"] == "partial"  # never "complete" with damaged entries
     assert acq["counts"]["collected"] == sum("damage" not in f for f in wanted)
     for f in wanted:
         if "damage" in f:
