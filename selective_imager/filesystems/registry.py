@@ -8,7 +8,6 @@ order until one opens it, so TSK also catches an NTFS volume pyfsntfs refuses.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from selective_imager.errors import (
@@ -16,6 +15,7 @@ from selective_imager.errors import (
     SelectiveImagerError,
     UnsupportedFilesystemError,
 )
+from selective_imager.registry import load_class
 from selective_imager.volumes.registry import what_is
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ FILESYSTEMS: list[str] = [
 
 def format_class(spec: str) -> type[FilesystemFormat]:
     """The class named by a ``module:Class`` registry entry."""
-    module, _, name = spec.partition(":")
-    cls: type[FilesystemFormat] = getattr(importlib.import_module(module), name)
+    cls: type[FilesystemFormat] = load_class(spec)
     return cls
 
 

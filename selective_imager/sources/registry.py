@@ -7,13 +7,13 @@ file is being detected, so a start-up pays for none of their bindings.
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selective_imager.errors import SourceError
+from selective_imager.registry import load_class
 from selective_imager.sources.base import (
     DEVICE_READ_TIMEOUT,
     HEAD_SIZE,
@@ -62,8 +62,7 @@ KNOWN_UNSUPPORTED: list[tuple[int, bytes, str]] = [
 
 def format_class(spec: str) -> type[SourceFormat]:
     """The class named by a ``module:Class`` registry entry."""
-    module, _, name = spec.partition(":")
-    cls: type[SourceFormat] = getattr(importlib.import_module(module), name)
+    cls: type[SourceFormat] = load_class(spec)
     return cls
 
 

@@ -7,8 +7,9 @@ Adding a layer: write its module with one
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from selective_imager.registry import load_class
 
 if TYPE_CHECKING:
     from selective_imager.streams import ByteStream
@@ -39,8 +40,7 @@ _CORE_STORAGE = b"CS"
 
 def layer_class(spec: str) -> type[VolumeLayer]:
     """The class named by a ``module:Class`` registry entry."""
-    module, _, name = spec.partition(":")
-    cls: type[VolumeLayer] = getattr(importlib.import_module(module), name)
+    cls: type[VolumeLayer] = load_class(spec)
     return cls
 
 
