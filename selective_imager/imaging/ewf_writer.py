@@ -55,6 +55,9 @@ _END_RESERVE = 64 << 10
 _PATTERN_PERIODS = (1, 2, 4, 8, 16)
 # In-flight write batches (each a few MiB being compressed).
 _IN_FLIGHT = 4
+# Buffered segment output: writev once this much (or this many pieces) is pending.
+_FLUSH_BYTES = 8 << 20
+_FLUSH_PIECES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +160,38 @@ class _Segment:
         self.pos = 0
         self.group_start = -1  # offset of the open group's sectors descriptor
         self.entries: list[int] = []
+        self._buffer: list[bytes | memoryview] = []
+        self._buffered = 0
         self.write(fmt.FILE_HEADER.pack(fmt.EVF_SIGNATURE, 1, number, 0))
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+        """Append ``data`` (kept by reference until the next flush: do not reuse it)."""
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self.pos += len(data)
+        if self._buffered >= _FLUSH_BYTES or len(self._buffer) >= _FLUSH_PIECES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered pieces: one writev per few MiB, not one write per chunk."""
+        pieces, self._buffer, self._buffered = self._buffer, [], 0
+        views = [memoryview(p) for p in pieces]
         try:
-            while view:
-                done = os.write(self.fd, view)
-                view = view[done:]
-                self.pos += done
+            while views:
+                done = os.writev(self.fd, views)
+                while views and done >= len(views[0]):
+                    done -= len(views[0])
+                    views.pop(0)
+                if views and done:
+                    views[0] = views[0][done:]
+        except OSError as exc:
+            raise ContainerError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        """Overwrite already written bytes (a sectors descriptor)."""
+        self.flush()
+        try:
+            os.pwrite(self.fd, data, offset)
         except OSError as exc:
             raise ContainerError(f"{self.path}: cannot write: {exc.strerror or exc}") from exc
 
@@ -180,6 +206,7 @@ class _Segment:
 
     def close(self) -> None:
         try:
+            self.flush()
             os.fsync(self.fd)
         except OSError as exc:
             raise ContainerError(f"{self.path}: cannot flush: {exc.strerror or exc}") from exc
@@ -344,10 +371,7 @@ class EwfWriter:
     def _close_group(self, seg: _Segment) -> None:
         size = seg.pos - seg.group_start
         descriptor = fmt.pack_descriptor("sectors", seg.pos, size)
-        try:
-            os.pwrite(seg.fd, descriptor, seg.group_start)
-        except OSError as exc:
-            raise ContainerError(f"{seg.path}: cannot write: {exc.strerror or exc}") from exc
+        seg.pwrite(descriptor, seg.group_start)
         entries = struct.pack(f"<{len(seg.entries)}I", *seg.entries)
         head = fmt.TABLE_HEADER.pack(len(seg.entries), 0, seg.group_start, 0, 0)[:20]
         table = head + struct.pack("<I", fmt.adler32(head)) + entries
@@ -412,6 +436,10 @@ class EwfWriter:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
         for seg in self.segments:
+            try:
+                seg.flush()  # what was imaged stays on disk
+            except ContainerError:
+                pass  # the segment cannot be written: it ends where the last write did
             try:
                 os.close(seg.fd)
             except OSError:
