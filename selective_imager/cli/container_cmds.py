@@ -267,12 +267,22 @@ def show(
     container: Annotated[Path, typer.Argument(help="Evidence container (.zip).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     identity: IdentityOption = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Write CopyLog.csv, SkipLog.csv and bodyfile.txt (from the manifest) into DIR.",
+        ),
+    ] = None,
 ) -> None:
     """Summarise a container: source, volumes, counts, hashes, seal status."""
     from selective_imager.container.reader import summary
 
     with _errors():
-        data = summary(container, _identities(identity))
+        identities = _identities(identity)
+        data = summary(container, identities)
+        if export is not None:
+            _export(container, export, identities)
     if json_output:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         return
@@ -320,6 +330,19 @@ def show(
         out.print(f"    {_escape(key)}: {value}")
     seal = data.get("seal") or {}
     out.print(f"  seal: {json.dumps(seal, default=str)}")
+
+
+def _export(container: Path, dest: Path, identities: list[Any] | None) -> None:
+    """Regenerate the exports from the container's manifest (older containers lack them)."""
+    from selective_imager.collect.exports import write_export_files
+    from selective_imager.container.reader import open_container
+    from selective_imager.container.seal import MANIFEST_NAME
+
+    with open_container(container, identities) as box:
+        records = [json.loads(x) for x in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if x]
+        ended = str((box.acquisition() or {}).get("ended") or "")
+    for path in write_export_files(records, ended, dest):
+        err.print(f"wrote {_escape(str(path))}")
 
 
 def _show_stores(vol: dict[str, Any], items: dict[str, int]) -> None:

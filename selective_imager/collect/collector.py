@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from selective_imager import __version__
 from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_record, sentinel
 from selective_imager.collect.chainhash import ChainFileHash, chain_hasher
-from selective_imager.collect.finishing import store_journals, store_rule_files
+from selective_imager.collect.finishing import store_exports, store_journals, store_rule_files
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.collect.manifest import (
     Journal,
@@ -686,6 +686,7 @@ class _Run:
         store_journals(
             self.writer, ((self.manifest.path, MANIFEST_NAME), (self.log.path, LOG_NAME))
         )
+        store_exports(self.writer, self.manifest.path, utc_now())
         self.rules_meta = store_rule_files(self.writer, self.ruleset)
 
     def acquisition(self, ended: str | None) -> dict[str, Any]:

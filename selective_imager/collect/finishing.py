@@ -1,10 +1,12 @@
-"""The members written after the content: the journals and the rule files used."""
+"""The members written after the content: the journals, the exports and the rule files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.collect.exports import render_exports
 from selective_imager.container.seal import RULES_PREFIX
 
 if TYPE_CHECKING:
@@ -40,3 +42,11 @@ def store_rule_files(writer: ZipWriter, ruleset: RuleSet) -> list[dict[str, Any]
             entry["member"] = member_name
         used.append(entry)
     return used
+
+
+def store_exports(writer: ZipWriter, manifest_path: Path, copied: str) -> None:
+    """Write CopyLog.csv, SkipLog.csv and bodyfile.txt from the closed manifest journal."""
+    with manifest_path.open(encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    for name, data in render_exports(records, copied).items():
+        writer.add_bytes(name, data, compress=True)
