@@ -271,7 +271,7 @@ def show(
         Path | None,
         typer.Option(
             "--export",
-            help="Write CopyLog.csv, SkipLog.csv and bodyfile.txt (from the manifest) into DIR.",
+            help="Write CopyLog.csv, SkipLog.csv, bodyfile.txt and report.html into DIR.",
         ),
     ] = None,
 ) -> None:
@@ -282,7 +282,7 @@ def show(
         identities = _identities(identity)
         data = summary(container, identities)
         if export is not None:
-            _export(container, export, identities)
+            _export(container, export, identities, data.get("seal") or {})
     if json_output:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         return
@@ -332,16 +332,21 @@ def show(
     out.print(f"  seal: {json.dumps(seal, default=str)}")
 
 
-def _export(container: Path, dest: Path, identities: list[Any] | None) -> None:
-    """Regenerate the exports from the container's manifest (older containers lack them)."""
+def _export(
+    container: Path, dest: Path, identities: list[Any] | None, seal: dict[str, Any]
+) -> None:
+    """Regenerate the exports and report.html from the container (older ones lack them)."""
     from selective_imager.collect.exports import write_export_files
+    from selective_imager.collect.report import REPORT_NAME, report_bytes
     from selective_imager.container.reader import open_container
     from selective_imager.container.seal import MANIFEST_NAME
 
     with open_container(container, identities) as box:
         records = [json.loads(x) for x in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if x]
-        ended = str((box.acquisition() or {}).get("ended") or "")
-    for path in write_export_files(records, ended, dest):
+        acquisition = box.acquisition() or {}
+    ended = str(acquisition.get("ended") or "")
+    report = {REPORT_NAME: report_bytes(acquisition, records, seal)}
+    for path in write_export_files(records, ended, dest, report):
         err.print(f"wrote {_escape(str(path))}")
 
 

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 from selective_imager import __version__
 from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_record, sentinel
 from selective_imager.collect.chainhash import ChainFileHash, chain_hasher
-from selective_imager.collect.finishing import store_exports, store_journals, store_rule_files
+from selective_imager.collect.finishing import (
+    read_journal,
+    store_exports,
+    store_journals,
+    store_report,
+    store_rule_files,
+)
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher, hash_source
 from selective_imager.collect.manifest import (
     Journal,
@@ -341,6 +347,7 @@ class _Run:
         self.sentinel_start = sentinel(disk)
         self.fingerprint = source_fingerprint(disk, self.sentinel_start)
         self.rules_meta: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
         self.live = LiveIndex()
         manifest_path, log_path = journal_paths(output)
         try:
@@ -530,7 +537,13 @@ class _Run:
             if live is not None:
                 # Same record, same runs, no block changed by a store: the live bytes.
                 self._record(
-                    m, report, live.member, Outcome.DUPLICATE, None, live.hashes, runs,
+                    m,
+                    report,
+                    live.member,
+                    Outcome.DUPLICATE,
+                    None,
+                    live.hashes,
+                    runs,
                     unchanged_from=live.label,
                 )
                 self.report.vss_bytes_not_read += bytes_on_disk(extents, m.size)
@@ -686,7 +699,8 @@ class _Run:
         store_journals(
             self.writer, ((self.manifest.path, MANIFEST_NAME), (self.log.path, LOG_NAME))
         )
-        store_exports(self.writer, self.manifest.path, utc_now())
+        self.records = read_journal(self.manifest.path)
+        store_exports(self.writer, self.records, utc_now())
         self.rules_meta = store_rule_files(self.writer, self.ruleset)
 
     def acquisition(self, ended: str | None) -> dict[str, Any]:
@@ -1037,11 +1051,13 @@ def _finalise(run: _Run) -> None:
         try:
             run.finish()
             ended = utc_now()
+            acquisition = run.acquisition(ended)
             run.writer.add_bytes(
                 ACQUISITION_NAME,
-                json.dumps(run.acquisition(ended), indent=2, ensure_ascii=False).encode("utf-8"),
+                json.dumps(acquisition, indent=2, ensure_ascii=False).encode("utf-8"),
                 compress=True,
             )
+            store_report(run.writer, acquisition, run.records)
             write_seal(run.writer, tool=TOOL)
         finally:
             run.writer.close()

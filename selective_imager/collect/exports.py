@@ -234,8 +234,10 @@ def render_exports(records: list[dict[str, Any]], copied: str) -> dict[str, byte
     }
 
 
-def write_export_files(records: list[dict[str, Any]], copied: str, dest: Path) -> list[Path]:
-    """Write the three exports into ``dest`` (created); never overwrites a file.
+def write_export_files(
+    records: list[dict[str, Any]], copied: str, dest: Path, extra: dict[str, bytes] | None = None
+) -> list[Path]:
+    """Write the three exports (and ``extra`` files) into ``dest``; never overwrites a file.
 
     Raises:
         ContainerError: ``dest`` cannot be written or already holds one of the files.
@@ -243,7 +245,7 @@ def write_export_files(records: list[dict[str, Any]], copied: str, dest: Path) -
     try:
         dest.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, data in render_exports(records, copied).items():
+        for name, data in {**render_exports(records, copied), **(extra or {})}.items():
             target = dest / name
             with target.open("xb") as fh:
                 fh.write(data)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.collect.exports import render_exports
+from selective_imager.collect.report import REPORT_NAME, report_bytes
 from selective_imager.container.seal import RULES_PREFIX
 
 if TYPE_CHECKING:
@@ -44,9 +45,20 @@ def store_rule_files(writer: ZipWriter, ruleset: RuleSet) -> list[dict[str, Any]
     return used
 
 
-def store_exports(writer: ZipWriter, manifest_path: Path, copied: str) -> None:
-    """Write CopyLog.csv, SkipLog.csv and bodyfile.txt from the closed manifest journal."""
-    with manifest_path.open(encoding="utf-8") as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The records of a closed JSON-lines journal."""
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def store_exports(writer: ZipWriter, records: list[dict[str, Any]], copied: str) -> None:
+    """Write CopyLog.csv, SkipLog.csv and bodyfile.txt from the manifest records."""
     for name, data in render_exports(records, copied).items():
         writer.add_bytes(name, data, compress=True)
+
+
+def store_report(
+    writer: ZipWriter, acquisition: dict[str, Any], records: list[dict[str, Any]]
+) -> None:
+    """Write report.html (the seal, written after it, is described, not quoted)."""
+    writer.add_bytes(REPORT_NAME, report_bytes(acquisition, records, None), compress=True)
