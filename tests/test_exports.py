@@ -141,3 +141,19 @@ def test_show_export_writes_the_same_files(collected, tmp_path):
             ]
         else:
             assert ours == data, name
+
+
+def test_unzip_lists_windows_names_as_windows_writes_them(collected, tmp_path):
+    need_tool("unzip")
+    _, out, records, _ = collected
+    listing = subprocess.run(
+        ["unzip", "-l", str(out)], check=True, capture_output=True, text=True
+    ).stdout
+    name = "Windows/System32/winevt/Logs/Microsoft-Windows-PowerShell%4Operational.evtx"
+    assert f"files/p3/{name}" in listing
+    rec = next(r for r in records if r["path"] == name)
+    assert rec["container_path"] == f"files/p3/{name}"
+    # Info-ZIP writes it under the same name, and its bytes are the manifest's.
+    subprocess.run(["unzip", "-q", str(out), f"files/p3/{name}", "-d", str(tmp_path)], check=True)
+    data = (tmp_path / "files" / "p3" / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == rec["hashes"]["sha256"]

@@ -43,6 +43,14 @@ def assert_safe(name: str) -> None:
         (("p1", "COM10"), "files/p1/COM10"),
         (("p1", 'a<b>c|d?e*f"g\\h'), "files/p1/a%3Cb%3Ec%7Cd%3Fe%2Af%22g%5Ch"),
         (("p1", "100%"), "files/p1/100%25"),
+        (
+            ("p3", "Logs/Microsoft-Windows-TerminalServices-LocalSessionManager%4Operational.evtx"),
+            "files/p3/Logs/Microsoft-Windows-TerminalServices-LocalSessionManager%4Operational.evtx",
+        ),
+        (("p1", "50%off"), "files/p1/50%off"),
+        (("p1", "%41"), "files/p1/%2541"),
+        (("p1", "%+x/%H"), "files/p1/%25+x/%25H"),
+        (("p1", "%%"), "files/p1/%%25"),
         (("p1", "trail./space "), "files/p1/trail%2E/space%20"),
         (("p1", "../x/./y"), "files/p1/%2E%2E/x/%2E/y"),
         (("p1", "a//b"), "files/p1/a/%/b"),
@@ -116,8 +124,10 @@ def test_too_long_path_becomes_hashed():
     [
         "manifest.jsonl",
         "files/p1",
-        "files/p1/a%2",
-        "files/p1/a%zz",
+        "files/p1/a%2%",
+        "files/p1/a%",
+        "files/p1/a%Hx",
+        "files/p1/a%+b",
         "files/p1/x%+",
         "other/p1/x",
         "files/p1/../../x",
@@ -173,3 +183,14 @@ def test_round_trip_long_segments(seg, stream):
     if is_hashed_name(name):
         return
     assert decode_member_path(name) == ("p9", f"d/{seg}", stream)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="%+Hh0a4F:/.<xO", min_size=1, max_size=40),
+    st.text(alphabet="%+Hh0aF:.x", max_size=6),
+)
+def test_round_trip_percent_heavy(path, stream):
+    name = encode_member_path("p1", path, stream)
+    assert decode_member_path(name) == ("p1", path, stream)
+    assert_safe(name)

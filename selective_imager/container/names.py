@@ -10,8 +10,11 @@ target directory, and :func:`decode_member_path` gives back the exact original.
 Rules, applied per ``/``-separated segment to the UTF-8 bytes (``%XX``, uppercase
 hex):
 
-* ``%`` itself, ``< > : " | ? * \\``, control characters 0x00-0x1F and 0x7F are
-  percent-encoded everywhere. A ``:`` that is part of a name is written ``%3a``
+* ``< > : " | ? * \\``, control characters 0x00-0x1F and 0x7F are
+  percent-encoded everywhere. ``%`` itself is kept as it is (so
+  ``Microsoft-Windows-TerminalServices-LocalSessionManager%4Operational.evtx`` reads as
+  Windows names it) unless it could be read as an escape or a marker: it is written
+  ``%25`` when two hex digits, or ``+``, ``H`` or ``h``, follow it, or it ends the text. A ``:`` that is part of a name is written ``%3a``
   (lowercase hex); ``%3A`` (uppercase) is reserved for the separator before a stream
   name, so ``a:b`` (a Linux file name) and ``a`` + stream ``b`` stay distinct.
 * A trailing dot or space is encoded (Windows strips them), as are the segments
@@ -50,7 +53,11 @@ FILES_PREFIX = "files"
 MAX_SEGMENT_BYTES = 255
 MAX_NAME_BYTES = 3800
 
-_RESERVED_CHARS = frozenset('<>:"|?*\\%')
+_RESERVED_CHARS = frozenset('<>:"|?*\\')
+# A literal "%" followed by two hex digits would read as an escape, by these as the
+# continuation marker or the hashed-name segment.
+_HEX = frozenset("0123456789ABCDEFabcdef")
+_PERCENT_MARKERS = frozenset("+Hh")
 _STREAM_SEP = "%3A"
 _NAME_COLON = "%3a"
 _EMPTY = "%"
@@ -89,11 +96,21 @@ def _is_device_name(segment: str) -> bool:
     return stem.upper() in _DEVICE_NAMES
 
 
+def _percent_is_literal(text: str, index: int) -> bool:
+    """Whether the ``%`` at ``index`` can stay as it is (nothing reads it as a marker)."""
+    following = text[index + 1 : index + 3]
+    if not following or following[0] in _PERCENT_MARKERS:
+        return False
+    return not (len(following) == 2 and all(c in _HEX for c in following))
+
+
 def _encode_chars(text: str) -> str:
     out: list[str] = []
-    for char in text:
+    for index, char in enumerate(text):
         code = ord(char)
-        if char == ":":
+        if char == "%":
+            out.append("%" if _percent_is_literal(text, index) else "%25")
+        elif char == ":":
             out.append(_NAME_COLON)
         elif char in _RESERVED_CHARS or code < 0x20 or code == 0x7F:
             out.append(f"%{code:02X}")
@@ -167,8 +184,10 @@ def _decode_text(text: str) -> str:
         out.append(int(match.group(1), 16))
         pos = match.end()
     rest = text[pos:]
-    if "%" in _ESCAPE_RE.sub("", text):
-        raise ValueError(f"stray '%' in member name segment {text!r}")
+    plain = _ESCAPE_RE.sub("\0", text)
+    for index, char in enumerate(plain):
+        if char == "%" and not _percent_is_literal(plain, index):
+            raise ValueError(f"stray '%' in member name segment {text!r}")
     out += rest.encode("utf-8", "surrogatepass")
     return out.decode("utf-8", "surrogatepass")
 
