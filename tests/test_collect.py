@@ -87,7 +87,7 @@ def test_usnjrnl_sparse_and_ads(gpt_container, truth):
     j = items[("$Extend/$UsnJrnl", "$J")]
     assert j["size"] == usn["J_size"]
     assert j["hashes"]["sha256"] == usn["J_sha256"]
-    assert j["container_path"] == "files/p3/$Extend/$UsnJrnl%3A$J"
+    assert j["container_path"] == "files/p3/$Extend/$UsnJrnl%3A$J.sparse"
     assert j["sparse"]["logical_size"] == usn["J_size"]
     stored = sum(n for _, n in j["sparse"]["ranges"])
     assert stored == usn["J_size"] - usn["J_sparse_bytes"]

@@ -194,3 +194,18 @@ def test_round_trip_percent_heavy(path, stream):
     name = encode_member_path("p1", path, stream)
     assert decode_member_path(name) == ("p1", path, stream)
     assert_safe(name)
+
+
+def test_sparse_suffixes_are_reserved():
+    from selective_imager.container.names import sparse_map_name, sparse_member_name, sparse_role
+
+    plain = encode_member_path("p3", "dir/x.sparse")
+    assert plain == "files/p3/dir/x%2Esparse"
+    assert encode_member_path("p3", "X.Sparse.Map.Json") == "files/p3/X%2ESparse.Map.Json"
+    assert sparse_role(plain) == ""
+    base = encode_member_path("p3", "$Extend/$UsnJrnl", "$J")
+    assert sparse_role(sparse_member_name(base)) == "member"
+    assert sparse_role(sparse_map_name(base)) == "map"
+    for name in (sparse_member_name(base), sparse_map_name(base)):
+        assert decode_member_path(name) == ("p3", "$Extend/$UsnJrnl", "$J")
+    assert decode_member_path(plain) == ("p3", "dir/x.sparse", "")

@@ -49,7 +49,11 @@ from selective_imager.collect.resume import (
 )
 from selective_imager.collect.stored_hash import StoredHashCheck, compare_stored_hashes
 from selective_imager.collect.unchanged import LiveIndex, bytes_on_disk
-from selective_imager.container.names import encode_member_path
+from selective_imager.container.names import (
+    encode_member_path,
+    sparse_map_name,
+    sparse_member_name,
+)
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
     LOG_NAME,
@@ -592,7 +596,11 @@ class _Run:
             mtime = entry.times.modified.ns // 1_000_000_000
         ranges = _allocated_ranges(extents, stream.size)
         # The member holds only allocated ranges of a sparse stream, so its own
-        # SHA-256 (for the seal) differs from the logical one and is computed inline.
+        # SHA-256 (for the seal) differs from the logical one and is computed inline;
+        # it is named <name>.sparse so nobody takes it for the logical file.
+        logical_name = name
+        if ranges is not None:
+            name = sparse_member_name(name)
         member = self.writer.begin(
             name, compress=self.options.compress, mtime=mtime, hash_content=ranges is not None
         )
@@ -624,7 +632,13 @@ class _Run:
         )
         sparse = None
         if ranges is not None:
-            sparse = {"logical_size": stream.size, "ranges": [[o, n] for o, n in ranges]}
+            sparse = {
+                "logical_size": stream.size,
+                "ranges": [[o, n] for o, n in ranges],
+                # ``hashes`` are the logical file's (holes as zeros); the member's own
+                # SHA-256 (allocated ranges only, what the seal covers) is member_sha256.
+                "hashes_of": "logical file",
+            }
         if outcome == Outcome.COLLECTED and sha in self.stored:
             member.discard()
             self._record(
@@ -639,6 +653,11 @@ class _Run:
             )
             return self.stored[sha], hashes
         info = member.close(sha256=None if ranges is not None else sha)
+        if sparse is not None:
+            sparse["member_sha256"] = info.sha256
+            map_name = sparse_map_name(logical_name)
+            sparse["map"] = map_name
+            self.writer.add_bytes(map_name, _sparse_map(sparse, hashes), compress=True)
         if outcome == Outcome.COLLECTED:
             self.stored[sha] = info.name
         else:
@@ -744,6 +763,21 @@ class _Run:
         if ended is None:
             record["live_source"] = None  # decided at the end of the run
         return record
+
+
+def _sparse_map(sparse: dict[str, Any], hashes: dict[str, str]) -> bytes:
+    """The range map stored beside a sparse member: enough to rebuild the logical file."""
+    import json
+
+    doc = {
+        "about": "the .sparse member holds these ranges of the logical file back to back; "
+        "every other byte is zero",
+        "logical_size": sparse["logical_size"],
+        "ranges": sparse["ranges"],
+        "logical_hashes": hashes,
+        "member_sha256": sparse.get("member_sha256"),
+    }
+    return json.dumps(doc, indent=1).encode("utf-8")
 
 
 def _match_size(m: Match) -> int:

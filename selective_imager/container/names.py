@@ -35,6 +35,12 @@ hex):
   :class:`IrreversibleNameError` and the exact original lives only in the manifest
   (whose ``container_path`` names the member).
 
+* The last segment's suffixes ``.sparse`` and ``.sparse.map.json`` (any case) are
+  reserved: a file really named so gets the dot escaped (``x%2Esparse``). The member
+  holding only the allocated ranges of a sparse stream is named ``<name>.sparse``
+  (:func:`sparse_member_name`) and the map of those ranges ``<name>.sparse.map.json``,
+  so nobody mistakes the compacted member for the logical file.
+
 The volume label is one segment; a ``/`` in it (``p2/bitlocker``) is encoded as
 ``%2F``.
 
@@ -71,6 +77,10 @@ _DEVICE_NAMES = frozenset(
 )
 
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+SPARSE_SUFFIX = ".sparse"
+SPARSE_MAP_SUFFIX = ".sparse.map.json"
+_RESERVED_SUFFIX_RE = re.compile(r"(?i)\.(sparse(\.map\.json)?)$")
 
 
 class IrreversibleNameError(ValueError):
@@ -243,6 +253,7 @@ def encode_member_path(
     if stream:
         encoded_stream = _encode_tail(stream)
         segments[-1] = (segments[-1] if path else _EMPTY) + _STREAM_SEP + encoded_stream
+    segments[-1] = _RESERVED_SUFFIX_RE.sub(r"%2E\1", segments[-1])
     pieces: list[str] = []
     for seg in segments:
         pieces.extend(_split_long(seg))
@@ -250,6 +261,25 @@ def encode_member_path(
     if len(name.encode("utf-8", "surrogatepass")) > max_bytes:
         return _hashed_name(volume_label, path, stream)
     return name
+
+
+def sparse_member_name(name: str) -> str:
+    """The member name of a sparse stream's allocated ranges (see the module docstring)."""
+    return name + SPARSE_SUFFIX
+
+
+def sparse_map_name(name: str) -> str:
+    """The member name of the range map beside a sparse member (``name`` without suffix)."""
+    return name + SPARSE_MAP_SUFFIX
+
+
+def sparse_role(name: str) -> str:
+    """``"member"``, ``"map"`` or ``""``: whether ``name`` is a sparse member or its map."""
+    if name.endswith(SPARSE_MAP_SUFFIX):
+        return "map"
+    if name.endswith(SPARSE_SUFFIX):
+        return "member"
+    return ""
 
 
 def is_hashed_name(name: str) -> bool:
@@ -279,7 +309,7 @@ def _decode_segment(segment: str) -> str:
 
 
 def decode_member_path(name: str) -> tuple[str, str, str]:
-    """Invert :func:`encode_member_path`.
+    """Invert :func:`encode_member_path` (a sparse member or map gives its file's identity).
 
     Args:
         name: a member name under ``files/``.
@@ -291,6 +321,9 @@ def decode_member_path(name: str) -> tuple[str, str, str]:
         IrreversibleNameError: a hash-based name.
         ValueError: not a member name this module produces.
     """
+    role = sparse_role(name)
+    if role:
+        name = name[: -len(SPARSE_MAP_SUFFIX if role == "map" else SPARSE_SUFFIX)]
     raw_parts = name.split("/")
     if len(raw_parts) < 3 or raw_parts[0] != FILES_PREFIX:
         raise ValueError(f"{name!r} is not under {FILES_PREFIX}/")
@@ -334,11 +367,16 @@ __all__ = [
     "FILES_PREFIX",
     "MAX_NAME_BYTES",
     "MAX_SEGMENT_BYTES",
+    "SPARSE_MAP_SUFFIX",
+    "SPARSE_SUFFIX",
     "IrreversibleNameError",
     "decode_member_path",
     "encode_member_path",
     "encode_segment",
     "is_hashed_name",
     "is_portable_segment",
+    "sparse_map_name",
+    "sparse_member_name",
+    "sparse_role",
     "split_volume_label",
 ]

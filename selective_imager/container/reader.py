@@ -51,6 +51,7 @@ from selective_imager.container.names import (
     decode_member_path,
     encode_segment,
     is_portable_segment,
+    sparse_role,
     split_volume_label,
 )
 from selective_imager.container.seal import (
@@ -389,7 +390,11 @@ def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
         else:
             owners.setdefault(entry.container_path, (entry.sparse_size, entry.sparse_ranges))
     for entry in box.manifest():
-        if has_duplicates and isinstance(entry, ManifestItem) and entry.outcome == Outcome.DUPLICATE:
+        if (
+            has_duplicates
+            and isinstance(entry, ManifestItem)
+            and entry.outcome == Outcome.DUPLICATE
+        ):
             layout = owners.get(entry.container_path)
             if layout is not None:
                 entry = replace(entry, sparse_size=layout[0], sparse_ranges=layout[1])
@@ -998,6 +1003,10 @@ def _extract_from_names(box: Container, ex: _Extractor, pattern: str | None) -> 
     for info in box.zip.infolist():
         name = info.filename
         if not name.startswith(FILES_PREFIX + "/") or info.is_dir():
+            continue
+        if sparse_role(name):
+            # Its bytes are not the logical file's; the manifest says how to expand it.
+            ex.refused.append((name, "a sparse stream's member: restored only with the manifest"))
             continue
         try:
             volume, item_path, stream = decode_member_path(name)
