@@ -541,13 +541,7 @@ class _Run:
             if live is not None:
                 # Same record, same runs, no block changed by a store: the live bytes.
                 self._record(
-                    m,
-                    report,
-                    live.member,
-                    Outcome.DUPLICATE,
-                    None,
-                    live.hashes,
-                    runs,
+                    m, report, live.member, Outcome.DUPLICATE, None, live.hashes, runs,
                     unchanged_from=live.label,
                 )
                 self.report.vss_bytes_not_read += bytes_on_disk(extents, m.size)

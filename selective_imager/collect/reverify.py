@@ -131,9 +131,7 @@ def reverify_container(
 
     with open_container(container, identities) as box:
         records = [
-            json.loads(line)
-            for line in box.read(MANIFEST_NAME).decode("utf-8").splitlines()
-            if line
+            json.loads(line) for line in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if line
         ]
         acquisition = box.acquisition() or {}
     checked, item_diffs = reverify_items(disk, records)

@@ -163,6 +163,7 @@ def _mft_layout(vol: OpenVolume, fs: Filesystem) -> tuple[tuple[Extent, ...], in
     return extents, size
 
 
+
 def bytes_on_disk(extents: tuple[Extent, ...], size: int) -> int:
     """The bytes reading a stream takes: its allocated runs within its size (resident: size)."""
     if not extents:

@@ -390,11 +390,7 @@ def _content_items(box: Container) -> Iterator[ManifestItem | ValueError]:
         else:
             owners.setdefault(entry.container_path, (entry.sparse_size, entry.sparse_ranges))
     for entry in box.manifest():
-        if (
-            has_duplicates
-            and isinstance(entry, ManifestItem)
-            and entry.outcome == Outcome.DUPLICATE
-        ):
+        if has_duplicates and isinstance(entry, ManifestItem) and entry.outcome == Outcome.DUPLICATE:
             layout = owners.get(entry.container_path)
             if layout is not None:
                 entry = replace(entry, sparse_size=layout[0], sparse_ranges=layout[1])
