@@ -456,9 +456,12 @@ def test_extract_restores_everything(container, tmp_path):
     sparse = dest / "p1" / "sparse.vhd"
     assert sparse.stat().st_size == 1 << 20
     assert sparse.stat().st_blocks * 512 < (1 << 20)  # holes, not written zeros
-    # A second extraction never overwrites.
-    again = extract(path, dest, pattern="*SYSTEM")
-    assert again.files == 0 and len(again.refused) == 2
+    # A second extraction into the now non-empty dest is refused once, before writing;
+    # with overwrite (--force) the files are replaced.
+    with pytest.raises(ContainerError, match="not empty"):
+        extract(path, dest, pattern="*SYSTEM")
+    again = extract(path, dest, pattern="*SYSTEM", overwrite=True)
+    assert again.files == 2 and not again.refused
 
 
 def test_extract_pattern(container, tmp_path):
@@ -490,7 +493,8 @@ def test_extract_refuses_escapes(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (dest / "p1" / "via" / "link").symlink_to(outside)
-    report = extract(evil, dest)
+    # dest is prepared (not empty): overwrite, which still never follows a symlink.
+    report = extract(evil, dest, overwrite=True)
     assert not list(outside.iterdir())
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "escaped2").exists()
     written = [Path(p) for _, p in report.written]

@@ -193,3 +193,43 @@ def test_sparse_member_is_named_and_mapped(collected, tmp_path):
     assert result.exit_code == 0, result.output
     restored = next(p for p in dest.rglob("*") if p.name.endswith("$J"))
     assert hashlib.sha256(restored.read_bytes()).hexdigest() == rec["hashes"]["sha256"]
+
+
+def test_show_says_the_seal_in_words(collected):
+    _, out, _, _ = collected
+    with zipfile.ZipFile(out) as zf:
+        others = len(zf.namelist()) - 1
+        created = json.loads(zf.read("SEAL.json"))["created"]
+    result = CliRunner().invoke(app, ["show", str(out)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("seal:"))
+    assert f"SEAL.json written {created}" in line
+    assert f"listing {others} member(s), exactly the other members" in line
+
+
+def test_extract_path_is_case_insensitive_on_ntfs(collected, tmp_path):
+    _, out, records, _ = collected
+    result = CliRunner().invoke(
+        app, ["extract", str(out), str(tmp_path / "x"), "--path", "windows/system32/config/sam"]
+    )
+    assert result.exit_code == 0, result.output
+    files = [p for p in (tmp_path / "x").rglob("*") if p.is_file()]
+    rec = next(r for r in records if r["path"] == "Windows/System32/config/SAM")
+    assert [p.name for p in files] == ["SAM"]
+    assert hashlib.sha256(files[0].read_bytes()).hexdigest() == rec["hashes"]["sha256"]
+
+
+def test_extract_into_non_empty_dest_says_so_once(collected, tmp_path):
+    _, out, _, _ = collected
+    dest = tmp_path / "x"
+    dest.mkdir()
+    (dest / "already").write_text("here")
+    result = CliRunner().invoke(app, ["extract", str(out), str(dest), "--path", "*/SAM"])
+    assert result.exit_code != 0
+    assert result.output.count("not empty") == 1
+    assert sorted(p.name for p in dest.iterdir()) == ["already"]
+    result = CliRunner().invoke(app, ["extract", str(out), str(dest), "--path", "*/SAM", "--force"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["extract", str(out), str(dest), "--path", "*/SAM", "--force"])
+    assert result.exit_code == 0, result.output  # replaced, not refused per file
+    assert "refused" not in result.output

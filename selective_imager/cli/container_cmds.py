@@ -165,17 +165,25 @@ def extract(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     identity: IdentityOption = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Extract even from a container that is not intact.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Extract anyway: from a container that is not intact, and into a non-empty "
+            "DEST (replacing its regular files).",
+        ),
     ] = False,
 ) -> None:
     """Restore collected files under their original names, with modification times.
 
-    The container is verified first; one that is not intact is refused unless --force.
+    A non-empty DEST is refused before anything is read, and the container is verified
+    first; one that is not intact is refused. --force does both anyway.
     """
+    from selective_imager.container.reader import check_destination
     from selective_imager.container.reader import extract as extract_container
     from selective_imager.container.reader import verify as verify_container
 
     with _errors():
+        check_destination(dest, overwrite=force)
         checked = verify_container(container, identities=_identities(identity))
         if not checked.intact:
             first = checked.differences[0]
@@ -197,7 +205,7 @@ def extract(
                 f"{_escape('; '.join(checked.not_complete))}"
             )
         report = extract_container(
-            container, dest, pattern=path, identities=_identities(identity)
+            container, dest, pattern=path, identities=_identities(identity), overwrite=force
         )
     if json_output:
         print(
@@ -328,8 +336,26 @@ def show(
     out.print(f"  items: {data.get('items', 0)}")
     for key, value in sorted((data.get("outcomes") or {}).items()):
         out.print(f"    {_escape(key)}: {value}")
-    seal = data.get("seal") or {}
-    out.print(f"  seal: {json.dumps(seal, default=str)}")
+    out.print(f"  seal: {_escape(_seal_words(data.get('seal') or {}))}")
+
+def _seal_words(seal: dict[str, Any]) -> str:
+    """The structural seal status as a sentence (``verify`` re-hashes the content)."""
+    if not seal.get("present"):
+        return "none: the container was not finished (no SEAL.json); run verify"
+    if seal.get("error"):
+        return f"{seal.get('name')} cannot be read: {seal['error']}"
+    text = (
+        f"{seal.get('name')} written {seal.get('created')} by {seal.get('tool')}, "
+        f"listing {seal.get('members')} member(s)"
+    )
+    if seal.get("covers_all"):
+        return text + ", exactly the other members (content checked only by verify)"
+    problems = []
+    if seal.get("unsealed"):
+        problems.append("not covering " + ", ".join(seal["unsealed"]))
+    if seal.get("missing"):
+        problems.append("naming missing " + ", ".join(seal["missing"]))
+    return text + "; DOES NOT MATCH the container: " + "; ".join(problems)
 
 
 def _export(

@@ -801,9 +801,10 @@ def _item_mtime_ns(item: ManifestItem) -> int | None:
 
 
 class _Extractor:
-    def __init__(self, box: Container, dest: Path) -> None:
+    def __init__(self, box: Container, dest: Path, *, overwrite: bool = False) -> None:
         self.box = box
         self.root = dest
+        self.overwrite = overwrite
         self.written: list[tuple[str, str]] = []
         self.refused: list[tuple[str, str]] = []
         self.failed: list[tuple[str, str]] = []
@@ -854,6 +855,8 @@ class _Extractor:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_NOFOLLOW", 0)
         try:
+            if self.overwrite and target.is_file() and not target.is_symlink():
+                target.unlink()  # --force: a regular file is replaced, nothing else
             fd = os.open(target, flags, 0o644)
         except FileExistsError:
             self.refused.append((label, f"{target} already exists"))
@@ -913,12 +916,40 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[done:]
 
 
-def _matches(pattern: str | None, volume: str, path: str, stream: str) -> bool:
+# File systems whose names are case-insensitive: ``--path`` matches them so too.
+_CASELESS_FILESYSTEMS = frozenset({"ntfs", "fat", "fat12", "fat16", "fat32", "exfat"})
+
+
+def _matches(
+    pattern: str | None, volume: str, path: str, stream: str, filesystem: Any = None
+) -> bool:
     if pattern is None:
         return True
     full = f"{path}:{stream}" if stream else path
-    candidates = (path, full, f"{volume}/{path}", f"{volume}/{full}")
+    candidates: tuple[str, ...] = (path, full, f"{volume}/{path}", f"{volume}/{full}")
+    if str(filesystem or "").lower() in _CASELESS_FILESYSTEMS:
+        pattern = pattern.casefold()
+        candidates = tuple(text.casefold() for text in candidates)
     return any(fnmatch.fnmatchcase(text, pattern) for text in candidates)
+
+
+def check_destination(dest: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Refuse a non-empty destination unless ``overwrite`` (said once, before any work).
+
+    Raises:
+        ContainerError: ``dest`` is a non-empty directory and ``overwrite`` is false.
+    """
+    root = Path(dest)
+    if overwrite or not root.is_dir():
+        return
+    try:
+        empty = not any(root.iterdir())
+    except OSError as exc:
+        raise ContainerError(f"cannot read {root}: {exc}") from exc
+    if not empty:
+        raise ContainerError(
+            f"{root} is not empty: nothing extracted (--force writes into it, replacing files)"
+        )
 
 
 def extract(
@@ -927,6 +958,7 @@ def extract(
     *,
     pattern: str | None = None,
     identities: list[Identity] | None = None,
+    overwrite: bool = False,
 ) -> ExtractReport:
     """Restore collected files under ``dest/<volume>/<original path>``.
 
@@ -935,27 +967,31 @@ def extract(
     ``name%3Astream`` on Windows. Sparse items get their logical size with holes,
     duplicates are restored from the member they point at, and times come from the
     manifest (``timestamps.si.modified``, else ``timestamps.times.modified``) or the
-    member. Nothing is written outside ``dest``, no symlink is followed and existing
-    files are never overwritten (they are reported as refused). Without a manifest,
+    member. Nothing is written outside ``dest`` and no symlink is followed; existing
+    files are replaced only with ``overwrite`` (else reported as refused). Without a manifest,
     every ``files/`` member is restored from its decoded name.
 
     Args:
         path: the container.
         dest: destination directory (created when missing).
-        pattern: a glob (``fnmatch``, case-sensitive) on the original path; it may
-            also match ``volume/path`` or ``path:stream``.
+        pattern: a glob (``fnmatch``) on the original path; it may also match
+            ``volume/path`` or ``path:stream``; case-insensitive for items of NTFS,
+            FAT and exFAT volumes.
+        overwrite: replace existing regular files (``--force``); otherwise a
+            non-empty ``dest`` is refused before anything is written.
 
     Raises:
         ContainerError: the container cannot be opened, or ``dest`` is unusable.
     """
     root = Path(dest)
+    check_destination(root, overwrite=overwrite)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ContainerError(f"cannot create {root}: {exc}") from exc
     root = Path(os.path.realpath(root))
     with open_container(path, identities) as box:
-        ex = _Extractor(box, root)
+        ex = _Extractor(box, root, overwrite=overwrite)
         if box.has_manifest():
             _extract_from_manifest(box, ex, pattern)
         else:
@@ -975,7 +1011,9 @@ def _extract_from_manifest(box: Container, ex: _Extractor, pattern: str | None) 
         if isinstance(entry, ValueError):
             ex.failed.append((MANIFEST_NAME, str(entry)))
             continue
-        if not entry.has_content or not _matches(pattern, entry.volume, entry.path, entry.stream):
+        if not entry.has_content or not _matches(
+            pattern, entry.volume, entry.path, entry.stream, entry.raw.get("filesystem")
+        ):
             continue
         info = box.zip.NameToInfo.get(entry.container_path)
         if info is None:
