@@ -172,17 +172,24 @@ def extract(
             "DEST (replacing its regular files).",
         ),
     ] = False,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--layout", help="native (DEST/p3/...) or kape (DEST/C/Windows/..., KAPE's output)."
+        ),
+    ] = "native",
 ) -> None:
     """Restore collected files under their original names, with modification times.
 
     A non-empty DEST is refused before anything is read, and the container is verified
     first; one that is not intact is refused. --force does both anyway.
     """
-    from selective_imager.container.reader import check_destination
+    from selective_imager.container.reader import check_destination, check_layout
     from selective_imager.container.reader import extract as extract_container
     from selective_imager.container.reader import verify as verify_container
 
     with _errors():
+        check_layout(layout)
         check_destination(dest, overwrite=force)
         checked = verify_container(container, identities=_identities(identity))
         if not checked.intact:
@@ -205,7 +212,12 @@ def extract(
                 f"{_escape('; '.join(checked.not_complete))}"
             )
         report = extract_container(
-            container, dest, pattern=path, identities=_identities(identity), overwrite=force
+            container,
+            dest,
+            pattern=path,
+            identities=_identities(identity),
+            overwrite=force,
+            layout=layout,
         )
     if json_output:
         print(

@@ -757,6 +757,21 @@ def _local_parts(volume: str, path: str, stream: str) -> list[str]:
     return parts
 
 
+# KAPE writes the USN journal's streams as files named by the stream in $Extend.
+_KAPE_STREAM_FILES = {("$extend/$usnjrnl", "$j"), ("$extend/$usnjrnl", "$max")}
+LAYOUTS = ("native", "kape")
+
+
+def _kape_parts(letter: str | None, volume: str, path: str, stream: str) -> list[str]:
+    """KAPE's target-output layout: ``C/Windows/...`` (a drive letter per volume)."""
+    first, *nested = split_volume_label(volume or "%")
+    top = letter or first
+    if (path.lower(), stream.lower()) in _KAPE_STREAM_FILES:
+        path, stream = f"{path.rsplit('/', 1)[0]}/{stream}", ""
+    parts = _local_parts(volume, path, stream)
+    return [_local_segment(top), *nested, *parts[1 + len(nested) :]]
+
+
 def _parse_iso_ns(text: Any) -> int | None:
     """Nanoseconds since the epoch of ``2015-11-03T10:21:33.1234567Z``, else None."""
     if not isinstance(text, str) or not text.endswith("Z"):
@@ -933,6 +948,16 @@ def _matches(
     return any(fnmatch.fnmatchcase(text, pattern) for text in candidates)
 
 
+def check_layout(layout: str) -> None:
+    """Refuse an unknown ``--layout`` before any work.
+
+    Raises:
+        ContainerError: ``layout`` is not one of :data:`LAYOUTS`.
+    """
+    if layout not in LAYOUTS:
+        raise ContainerError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
+
+
 def check_destination(dest: str | os.PathLike[str], *, overwrite: bool) -> None:
     """Refuse a non-empty destination unless ``overwrite`` (said once, before any work).
 
@@ -959,6 +984,7 @@ def extract(
     pattern: str | None = None,
     identities: list[Identity] | None = None,
     overwrite: bool = False,
+    layout: str = "native",
 ) -> ExtractReport:
     """Restore collected files under ``dest/<volume>/<original path>``.
 
@@ -977,12 +1003,16 @@ def extract(
         pattern: a glob (``fnmatch``) on the original path; it may also match
             ``volume/path`` or ``path:stream``; case-insensitive for items of NTFS,
             FAT and exFAT volumes.
+        layout: ``native`` (``dest/<volume>/<path>``) or ``kape`` (KAPE's target
+            output: ``dest/C/Windows/...``, the system volume as ``C`` as in
+            CopyLog.csv, other volumes by label, ``$J``/``$Max`` as files in ``$Extend``).
         overwrite: replace existing regular files (``--force``); otherwise a
             non-empty ``dest`` is refused before anything is written.
 
     Raises:
         ContainerError: the container cannot be opened, or ``dest`` is unusable.
     """
+    check_layout(layout)
     root = Path(dest)
     check_destination(root, overwrite=overwrite)
     try:
@@ -993,7 +1023,7 @@ def extract(
     with open_container(path, identities) as box:
         ex = _Extractor(box, root, overwrite=overwrite)
         if box.has_manifest():
-            _extract_from_manifest(box, ex, pattern)
+            _extract_from_manifest(box, ex, pattern, layout)
         else:
             _extract_from_names(box, ex, pattern)
     return ExtractReport(
@@ -1006,7 +1036,14 @@ def extract(
     )
 
 
-def _extract_from_manifest(box: Container, ex: _Extractor, pattern: str | None) -> None:
+def _extract_from_manifest(
+    box: Container, ex: _Extractor, pattern: str | None, layout: str = "native"
+) -> None:
+    letters: dict[str, str] = {}
+    if layout == "kape":
+        from selective_imager.collect.exports import drive_letters
+
+        letters = drive_letters(e.raw for e in box.manifest() if isinstance(e, ManifestItem))
     for entry in _content_items(box):
         if isinstance(entry, ValueError):
             ex.failed.append((MANIFEST_NAME, str(entry)))
@@ -1020,7 +1057,11 @@ def _extract_from_manifest(box: Container, ex: _Extractor, pattern: str | None) 
             ex.failed.append((entry.display, f"member {entry.container_path!r} is missing"))
             continue
         try:
-            parts = _local_parts(entry.volume, entry.path, entry.stream)
+            if layout == "kape":
+                letter = letters.get(str(entry.raw.get("volume_label")))
+                parts = _kape_parts(letter, entry.volume, entry.path, entry.stream)
+            else:
+                parts = _local_parts(entry.volume, entry.path, entry.stream)
         except ValueError as exc:
             ex.refused.append((entry.display, str(exc)))
             continue
