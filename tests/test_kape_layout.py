@@ -22,8 +22,9 @@ from selective_imager.cli.app import app
 
 
 @pytest.fixture(scope="session")
-def dissect_bin(request) -> Path:
-    venv = Path(request.config.cache.mkdir("dissect-target-venv"))
+def dissect_bin(request, tmp_path_factory) -> Path:
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    venv = Path(cache.mkdir("dissect-target-venv")) if cache else tmp_path_factory.mktemp("dissect")
     tool = venv / "bin" / "target-info"
     if not tool.exists():
         try:
