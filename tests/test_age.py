@@ -201,3 +201,28 @@ def test_bad_recipient_is_one_line_error(unpacked, tmp_path):
     )
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert not (tmp_path / "x.age").exists()
+
+
+def test_export_and_kape_layout_with_identity(encrypted_collection, keys, tmp_path):
+    """show --export and extract --layout kape read the encrypted file in place."""
+    _, out, _ = encrypted_collection
+    d = keys["dir"]
+    runner = CliRunner()
+    exported = tmp_path / "exported"
+    shown = runner.invoke(app, ["show", str(out), "-i", str(d / "age.key"), "--export", str(exported)])
+    assert shown.exit_code == 0, shown.output
+    plain = tmp_path / "plain.zip"
+    plain.write_bytes(_age_decrypt(d / "age.key", out))
+    with zipfile.ZipFile(plain) as zf:
+        for name in ("CopyLog.csv", "SkipLog.csv", "bodyfile.txt"):
+            assert (exported / name).read_bytes() == zf.read(name), name
+        items = [json.loads(x) for x in zf.read("manifest.jsonl").decode().splitlines()]
+    assert "<html" in (exported / "report.html").read_text().lower()
+    kape = tmp_path / "kape"
+    done = runner.invoke(
+        app, ["extract", str(out), str(kape), "--layout", "kape", "-i", str(d / "ed25519")]
+    )
+    assert done.exit_code == 0, done.output
+    system = next(i for i in items if i["path"] == "Windows/System32/config/SYSTEM" and not i["stream"])
+    restored = kape / "C" / "Windows" / "System32" / "config" / "SYSTEM"
+    assert hashlib.sha256(restored.read_bytes()).hexdigest() == system["hashes"]["sha256"]

@@ -62,6 +62,31 @@ def journal_lines(path: Path) -> int:
         return 0
 
 
+def assert_exports(container: Path) -> None:
+    """CopyLog/SkipLog rows equal the manifest (read with csv); bodyfile and report exist;
+    every kept sparse member has its range map beside it."""
+    import csv
+    import io
+
+    with zipfile.ZipFile(container) as zf:
+        records = [json.loads(x) for x in zf.read("manifest.jsonl").decode().splitlines() if x]
+        names = set(zf.namelist())
+        assert {"bodyfile.txt", "report.html"} <= names, sorted(names)
+        copylog = list(csv.DictReader(io.StringIO(zf.read("CopyLog.csv").decode())))
+        skiplog = list(csv.DictReader(io.StringIO(zf.read("SkipLog.csv").decode())))
+        report = zf.read("report.html").decode()
+    stored = [r for r in records if r["outcome"] in ("collected", "partial")]
+    assert sorted(row["DestinationFile"] for row in copylog) == sorted(
+        r["container_path"] for r in stored
+    )
+    assert len(skiplog) == len(records) - len(stored)
+    for r in stored:
+        if r.get("sparse"):
+            assert r["container_path"].endswith(".sparse")
+            assert r["sparse"]["map"] in names, r["sparse"]["map"]
+    assert "<html" in report.lower() and "http://" not in report and "https://" not in report
+
+
 def killed_run(image: Path, out: Path, trigger: tuple[str, int]) -> int:
     """Start ``collect`` and SIGKILL it when ``trigger`` is reached; its return code."""
     manifest_journal = out.with_name(out.name + ".manifest.jsonl.part")
@@ -201,6 +226,7 @@ def test_sigkill_then_recover_then_resume(reference, icat, tmp_path):
         unzip = shutil.which("unzip")
         if unzip:
             subprocess.run([unzip, "-tqq", str(out)], check=True, capture_output=True)
+        assert_exports(out)
         verified = runner.invoke(app, ["verify", str(out), "--json"])
         assert verified.exit_code == 1
         answer = json.loads(verified.stdout)
@@ -231,6 +257,7 @@ def test_sigkill_then_recover_then_resume(reference, icat, tmp_path):
             assert after[name] == (offset, data), name
         final = runner.invoke(app, ["verify", str(out), "--json"])
         assert final.exit_code == 0, final.output
+        assert_exports(out)
         summary.append((trigger, f"kept {len(kept_bytes)} members"))
     # The campaign must have killed runs in several places, not only finished ones.
     assert sum(1 for _, what in summary if what != "finished") >= POINTS // 2, summary
@@ -254,9 +281,11 @@ def test_resume_an_interrupted_container(reference, tmp_path):
     assert verified.exit_code == 1
     assert "intact: yes" in verified.output and "complete: NO" in verified.output
     assert "OK: intact and complete" not in verified.output
+    assert_exports(out)
     resumed = runner.invoke(app, ["collect", str(image), "-o", str(out), "--rule", RULE, "--resume", "-q"])
     assert resumed.exit_code == 0, resumed.output
     assert item_set(out) == item_set(full)
+    assert_exports(out)
     again = runner.invoke(app, ["collect", str(image), "-o", str(out), "--rule", RULE, "--resume", "-q"])
     assert again.exit_code == 0 and "nothing to resume" in again.output
 

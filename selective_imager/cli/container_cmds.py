@@ -373,18 +373,25 @@ def _seal_words(seal: dict[str, Any]) -> str:
 def _export(
     container: Path, dest: Path, identities: list[Any] | None, seal: dict[str, Any]
 ) -> None:
-    """Regenerate the exports and report.html from the container (older ones lack them)."""
-    from selective_imager.collect.exports import write_export_files
+    """Write the exports (the container's own, else made from its manifest: older
+    containers lack them) and a report.html that quotes the seal."""
+    from selective_imager.collect.exports import EXPORT_NAMES, write_export_files
     from selective_imager.collect.report import REPORT_NAME, report_bytes
-    from selective_imager.container.reader import open_container
+    from selective_imager.container.reader import MAX_METADATA, open_container
     from selective_imager.container.seal import MANIFEST_NAME
 
     with open_container(container, identities) as box:
         records = [json.loads(x) for x in box.read(MANIFEST_NAME).decode("utf-8").splitlines() if x]
         acquisition = box.acquisition() or {}
+        members = box.zip.NameToInfo
+        stored = {
+            n: box.read(n)
+            for n in EXPORT_NAMES
+            if n in members and members[n].file_size <= MAX_METADATA
+        }
     ended = str(acquisition.get("ended") or "")
-    report = {REPORT_NAME: report_bytes(acquisition, records, seal)}
-    for path in write_export_files(records, ended, dest, report):
+    files = {**stored, REPORT_NAME: report_bytes(acquisition, records, seal)}
+    for path in write_export_files(records, ended, dest, files):
         err.print(f"wrote {_escape(str(path))}")
 
 

@@ -11,10 +11,12 @@ closes, so the local headers alone describe every complete member.
 only when it is complete (its data lies inside the file, inflates to the declared
 size and CRC-32) and its hashes equal those of its journal line. Everything else is
 dropped: a torn last member, a member closed just before the kill and never
-journaled, and the metadata members of an interrupted finish (they are rewritten).
+journaled, and the metadata members of an interrupted finish (they are rewritten). A
+sparse member's range map is kept with its member (it names the member's SHA-256).
 The file is cut after the last kept member (the kept bytes are never rewritten),
-then the manifest, the log (with an event for each dropped member), an
-``acquisition.json`` with status ``incomplete`` and the seal are appended, and the
+then the manifest, the log (with an event for each dropped member), the exports
+(CopyLog.csv, SkipLog.csv, bodyfile.txt), an ``acquisition.json`` with status
+``incomplete``, report.html and the seal are appended, and the
 journals removed. Running it again answers "nothing to recover". It never reads the
 source.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import struct
@@ -37,10 +40,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from selective_imager import __version__
+from selective_imager.collect.finishing import store_exports, store_report
 from selective_imager.collect.hashing import ALGORITHMS, MultiHasher
 from selective_imager.collect.manifest import journal_in_use, journal_paths, utc_now
 from selective_imager.collect.outcome import CONTENT_OUTCOMES, STORED_OUTCOMES, Outcome
-from selective_imager.container.names import FILES_PREFIX
+from selective_imager.container.names import (
+    FILES_PREFIX,
+    SPARSE_MAP_SUFFIX,
+    SPARSE_SUFFIX,
+    sparse_role,
+)
 from selective_imager.container.reader import ManifestItem, _parse_item, _SparseFeeder
 from selective_imager.container.seal import (
     ACQUISITION_NAME,
@@ -56,6 +65,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 TOOL = f"selective-imager {__version__}"
+# A range map is a small JSON document (two integers per allocated range).
+_MAP_LIMIT = 64 << 20
 INCOMPLETE = "incomplete"
 
 _LOCAL_SIG = 0x04034B50
@@ -315,6 +326,29 @@ def _check_member(
     return None, seal.hexdigests()["sha256"]
 
 
+def _check_map(
+    fh: BinaryIO, member: LocalMember, owner_sha256: str | None
+) -> tuple[str | None, str]:
+    """``(problem or None, sha256)`` of a sparse range map beside a kept member."""
+    if owner_sha256 is None:
+        return "a sparse range map whose member was not kept", ""
+    if member.method not in (STORED, DEFLATED) or member.size > _MAP_LIMIT:
+        return "not a sparse range map of this tool", ""
+    try:
+        data = b"".join(_member_chunks(fh, member))
+    except (ValueError, zlib.error, OSError) as exc:
+        return f"corrupt data: {exc}", ""
+    if len(data) != member.size or zlib.crc32(data) != member.crc32:
+        return "size or CRC-32 differs from its header", ""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return "a sparse range map that is not JSON", ""
+    if not isinstance(doc, dict) or doc.get("member_sha256") != owner_sha256:
+        return "a sparse range map that does not name its member's SHA-256", ""
+    return None, hashlib.sha256(data).hexdigest()
+
+
 def _read_journal(path: Path) -> tuple[list[dict[str, Any]], int]:
     """JSON objects of a journal, and how many lines were unreadable (a torn last line)."""
     records: list[dict[str, Any]] = []
@@ -392,7 +426,7 @@ def _select(
     """Members to keep (as the writer's records) and ``(name, reason)`` of the others."""
     kept: list[MemberInfo] = []
     dropped: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # kept member name -> its SHA-256
     with open(path, "rb") as fh:
         for member in scan.members:
             name = member.name
@@ -404,14 +438,20 @@ def _select(
                 dropped.append((name, "a second member of the same name"))
                 continue
             item = owners.get(name)
-            if item is None:
+            if item is None and sparse_role(name) == "map":
+                # The range map written right after its sparse member: no journal line
+                # of its own; kept when it names the kept member's SHA-256.
+                owner = name[: -len(SPARSE_MAP_SUFFIX)] + SPARSE_SUFFIX
+                problem, sha256 = _check_map(fh, member, seen.get(owner))
+            elif item is None:
                 dropped.append((name, "no journal line: the run stopped before recording it"))
                 continue
-            problem, sha256 = _check_member(fh, member, item)
+            else:
+                problem, sha256 = _check_member(fh, member, item)
             if problem is not None:
                 dropped.append((name, problem))
                 continue
-            seen.add(name)
+            seen[name] = sha256
             kept.append(
                 MemberInfo(
                     name=name,
@@ -457,6 +497,11 @@ def _rebuild_records(
     return out, lost
 
 
+def _last_time(log: list[dict[str, Any]]) -> str | None:
+    """The time of the last journaled event (about when the run was killed)."""
+    return next((str(r["time"]) for r in reversed(log) if r.get("time")), None)
+
+
 def _acquisition(
     log: list[dict[str, Any]], records: list[dict[str, Any]], dropped: int, lost: int
 ) -> dict[str, Any]:
@@ -464,7 +509,7 @@ def _acquisition(
     base = start.get("acquisition") if start is not None else None
     doc: dict[str, Any] = dict(base) if isinstance(base, dict) else {"tool": "selective-imager"}
     counts = Counter(str(r.get("outcome", "")) for r in records)
-    last = next((r.get("time") for r in reversed(log) if r.get("time")), None)
+    last = _last_time(log)
     doc.update(
         status=INCOMPLETE,
         ended=None,
@@ -553,12 +598,15 @@ def recover(path: str | os.PathLike[str]) -> RecoverReport:
     try:
         writer.add_bytes(MANIFEST_NAME, _jsonl(manifest), compress=True)
         writer.add_bytes(LOG_NAME, _jsonl(log + events), compress=True)
+        # The same exports as a finished run, from the rebuilt manifest.
+        store_exports(writer, manifest, _last_time(log) or now)
         doc = _acquisition(log, manifest, len(dropped), len(lost))
         writer.add_bytes(
             ACQUISITION_NAME,
             json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8"),
             compress=True,
         )
+        store_report(writer, doc, manifest)
         write_seal(writer, tool=TOOL)
     finally:
         writer.close()
