@@ -175,6 +175,14 @@ def collect(
             help="Continue a killed or interrupted collection into the same container.",
         ),
     ] = False,
+    listing: Annotated[
+        bool | None,
+        typer.Option(
+            "--listing/--no-listing",
+            help="Also list every entry of every volume (JSON Lines + bodyfile in "
+            "listing/). Default: on for the triage rule, off otherwise.",
+        ),
+    ] = None,
     strategy: Annotated[
         str, typer.Option("--strategy", help="Matcher: auto, walk or scan.")
     ] = "auto",
@@ -339,6 +347,7 @@ def collect(
                     vss_reuse=not vss_read_all,
                     encrypt_to=recipients,
                     resume=resume,
+                    listing="triage" in (specs or ["triage"]) if listing is None else listing,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:

@@ -85,6 +85,7 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
             "disk_hash_mode": options.disk_hash_mode,
             "compress": options.compress,
             "strategy": options.strategy,
+            "listing": options.listing,
             "vss": {
                 "requested": disk.options.vss,
                 "select": list(disk.options.vss_select),
@@ -108,6 +109,7 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         "image": report.image,
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
         "encryption": encryption_record(options.encrypt_to),
+        "listing": list(report.listings) if options.listing else None,
     }
 
 

@@ -111,6 +111,8 @@ class CollectOptions:
             SHA-256, of the encrypted file, then also goes to ``<output>.sha256``).
         image: a physical image to write during the disk-hash pass, or None.
         image_output: where that image goes (``disk.E01``).
+        listing: write ``listing/<volume>.jsonl.gz`` and ``.bodyfile`` of every entry
+            of every volume searched (see :mod:`selective_imager.collect.listing`).
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -130,6 +132,7 @@ class CollectOptions:
     image: ImageOptions | None = None
     image_output: Path | None = None
     resume: bool = False
+    listing: bool = False
 
 
 COMPLETE = "complete"
@@ -167,6 +170,8 @@ class CollectionReport:
         notes: facts worth saying that are not failures (nothing matched...).
         resumed: the run continued an unfinished container.
         interrupted: the run was interrupted (Ctrl-C).
+        listings: the ``--listing`` record of each volume (members, hashes, counts).
+        listing_errors: volumes whose listing could not be written, with the reason.
     """
 
     output: Path
@@ -188,6 +193,8 @@ class CollectionReport:
     notes: list[str] = field(default_factory=list)
     resumed: bool = False
     interrupted: bool = False
+    listings: list[dict[str, Any]] = field(default_factory=list)
+    listing_errors: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -210,6 +217,8 @@ class CollectionReport:
             reasons.append(
                 f"{self.counts[Outcome.PARTIAL]} item(s) partly unreadable (zero-filled)"
             )
+        for problem in self.listing_errors:
+            reasons.append(f"listing not written: {problem}")
         if self.unreadable:
             reasons.append(
                 f"{self.unreadable} director(y/ies) or $MFT record(s) unreadable while "
@@ -500,12 +509,41 @@ class _Run:
         try:
             for m in itertools.chain(head, found):
                 self.collect_item(vol, fs, m)
+            if self.options.listing:
+                self._listing(report, fs)
         finally:
             self.progress.done()
             if report.snapshot is not None:
                 # One store's file system at a time: hundreds of stores stay bounded.
                 self.live.forget(vol)
                 vol.close()
+
+    def _listing(self, report: VolumeReport, fs: Filesystem) -> None:
+        """Write the volume's listing; a file system that cannot be listed is recorded."""
+        from selective_imager.collect.listing import LISTING_PREFIX, write_listing
+
+        if f"{LISTING_PREFIX}{report.label}.jsonl.gz" in self.writer:
+            # Kept from the run this one resumes (members are never written twice).
+            self.event("info", "listing-kept", f"volume {report.label}: listing kept")
+            return
+        try:
+            summary = write_listing(self.writer, report.label, fs, self.output.parent)
+        except ContainerError:
+            raise
+        except SelectiveImagerError as exc:
+            self.report.listing_errors.append(f"volume {report.label}: {exc}")
+            self.event("error", "listing-failed", f"volume {report.label}: {exc}")
+            return
+        record = summary.as_dict()
+        self.report.listings.append(record)
+        self.event(
+            "warning" if summary.damaged else "info",
+            "listing",
+            f"volume {report.label}: {summary.entries} entries listed ({summary.deleted} "
+            f"deleted, {summary.damaged} damaged) from the {summary.source}",
+            volume=report.volume.index,
+            **{k: record[k] for k in ("entries", "deleted", "damaged", "orphans")},
+        )
 
     def _note_stores(self, report: VolumeReport) -> None:
         """Record the shadow copies asked for that could not be opened (the rest goes on)."""

@@ -530,6 +530,36 @@ def _completeness(
     return status, tuple(reasons), diffs
 
 
+def _listing_members(
+    acquisition: dict[str, Any] | None, sealed: dict[str, str], present: set[str]
+) -> list[Difference]:
+    """The ``--listing`` members acquisition.json names: present, and hashed as sealed.
+
+    Their content is re-hashed against the seal like every member's.
+    """
+    listings = (acquisition or {}).get("listing")
+    diffs: list[Difference] = []
+    for record in listings if isinstance(listings, list) else ():
+        for key in ("jsonl", "bodyfile"):
+            member = record.get(key) if isinstance(record, dict) else None
+            if not isinstance(member, dict) or not isinstance(member.get("member"), str):
+                continue
+            name, recorded = member["member"], str(member.get("sha256") or "")
+            if name not in present:
+                diffs.append(Difference(name, "missing", recorded, None, "listing member"))
+            elif sealed and sealed.get(name) != recorded:
+                diffs.append(
+                    Difference(
+                        name,
+                        "acquisition-mismatch",
+                        recorded,
+                        sealed.get(name),
+                        "listing member: acquisition.json vs the seal",
+                    )
+                )
+    return diffs
+
+
 def verify(
     path: str | os.PathLike[str],
     *,
@@ -605,6 +635,7 @@ def verify(
                 by_member.setdefault(entry.container_path, []).append(entry)
 
         present = {info.filename for info in infos}
+        diffs.extend(_listing_members(acquisition, sealed, present))
         for name in sealed:
             if name not in present:
                 diffs.append(Difference(name, "missing", sealed[name], None, "sealed member"))

@@ -37,6 +37,8 @@ from selective_imager.streams import ByteStream, LibyalStream, RangeStream, make
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from selective_imager.filesystems.ntfs_records import MftRecord
+
 _ROOT = 5
 _ATTR_SI = 0x10
 _ATTR_FN = 0x30
@@ -450,8 +452,52 @@ class NtfsFilesystem(Filesystem):
             return None
         return bool(self._mft_bitmap[number // 8] >> (number % 8) & 1)
 
-    def _raw_record(self, number: int) -> bytes | None:
-        """The raw bytes of MFT record ``number`` (None when the $MFT map is unknown)."""
+    def mft_records(self) -> Iterator[MftRecord]:
+        """Every used record of the $MFT, from one sequential read, by the own parser.
+
+        The $MFT's content is read along its data runs (as libfsntfs maps them) in
+        4 MiB pieces; see :mod:`selective_imager.filesystems.ntfs_records`.
+
+        Raises:
+            FilesystemError: the $MFT's own record or layout cannot be read.
+        """
+        from selective_imager.filesystems.ntfs_records import iter_records
+
+        layout = self._mft_layout()
+        if layout is None:
+            raise FilesystemError("cannot read the $MFT: its layout is unknown")
+        size, extents = layout
+        try:
+            fe = self._volume.get_file_entry(0)
+            length = int(fe.get_size())
+            valid = _valid_data_size(fe, "")
+        except OSError as exc:
+            raise FilesystemError(f"cannot read the $MFT: {short_error(exc)}") from exc
+        if not size or not extents:
+            raise FilesystemError("cannot read the $MFT: it has no data runs")
+        mft = _ExtentStream(
+            self._stream, extents, length, length if valid is None else valid, "$MFT"
+        )
+        yield from iter_records(mft, size, in_use=self._mft_in_use, read_runs=self._read_runs)
+
+    def _read_runs(self, runs: bytes, size: int) -> bytes:
+        """A non-resident value read from the volume along its mapping pairs."""
+        from selective_imager.filesystems.ntfs_records import decode_runs
+
+        cluster = self.info.block_size
+        out = bytearray()
+        for lcn, count in decode_runs(runs):
+            if len(out) >= size:
+                break
+            out += (
+                self._stream.read_at(lcn * cluster, count * cluster)
+                if lcn is not None
+                else bytes(count * cluster)
+            )
+        return bytes(out[:size])
+
+    def _mft_layout(self) -> tuple[int, tuple[Extent, ...]] | None:
+        """(record size, the $MFT's extents), or None when they cannot be read."""
         if self._mft_map is None:
             try:
                 boot = self._stream.read_at(0, 512)
@@ -461,7 +507,14 @@ class NtfsFilesystem(Filesystem):
                 self._mft_map = (size, _extents(self._volume.get_file_entry(0)))
             except (OSError, SelectiveImagerError):
                 return None
-        size, extents = self._mft_map
+        return self._mft_map
+
+    def _raw_record(self, number: int) -> bytes | None:
+        """The raw bytes of MFT record ``number`` (None when the $MFT map is unknown)."""
+        layout = self._mft_layout()
+        if layout is None:
+            return None
+        size, extents = layout
         logical = number * size
         for ext in extents:
             if ext.logical_offset <= logical < ext.logical_offset + ext.length:

@@ -1,0 +1,624 @@
+"""``--listing``: every entry of a volume as gzipped JSON Lines and as a TSK bodyfile.
+
+On NTFS the listing comes from one sequential read of the $MFT through the project's own
+record parser (:mod:`selective_imager.filesystems.ntfs_records`): every record with a
+usable ``FILE`` header, deleted ones included, and the damaged ones by number. Other
+file systems are walked (:meth:`Filesystem.walk`); the JSON schema is the same, with
+``null`` where a field does not exist there.
+
+Paths come from the ``$FILE_NAME`` parent references (a Win32 or POSIX name before the
+DOS 8.3 one; every hard link is a path). A deleted entry lies under its directory when
+that directory's record still carries the sequence number the entry names (or, for a
+deleted directory, the one before it: NTFS counts a record's sequence up when it is
+freed). An entry whose directory cannot be reached that way is an orphan, listed as
+``$OrphanFiles/<name>``, and a record without a name as ``$OrphanFiles/OrphanFile-<N>``,
+the names The Sleuth Kit gives them.
+
+The bodyfile has the rows ``fls -r -m <label>/`` writes (The Sleuth Kit 3.x body
+format, ``MD5|name|inode|mode|UID|GID|size|atime|mtime|ctime|crtime``, MD5 0): per name,
+the ``($FILE_NAME)`` row with that name's times, and one row per ``$DATA`` stream and
+``$INDEX_ROOT`` (``name:stream`` for a named one) with the ``$STANDARD_INFORMATION``
+times; deleted entries end in `` (deleted)``. Known differences from ``fls``: the UID
+column is the ``$STANDARD_INFORMATION`` owner id, 0 for its short 48-byte form (TSK
+reads the 4 bytes past it); the root directory has its rows (``fls -m`` has none); the
+``$OrphanFiles`` virtual directory and the ``dir/.:stream`` repeats of a directory's
+streams are not written; an entry with more than one ``$FILE_NAME`` gets one
+``($FILE_NAME)`` row per name (TSK writes one per attribute under the first name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selective_imager.errors import ContainerError, SelectiveImagerError
+from selective_imager.filesystems.ntfs_records import ATTR_INDEX_ROOT, NAMESPACE_DOS
+from selective_imager.models import attribute_names
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from selective_imager.container.zipwriter import ZipWriter
+    from selective_imager.filesystems.base import Filesystem
+    from selective_imager.filesystems.ntfs_records import FileName, MftRecord
+    from selective_imager.models import FileEntry, Timestamp, TimestampSet
+
+__all__ = ["LISTING_PREFIX", "ListingSummary", "write_listing"]
+
+LISTING_PREFIX = "listing/"
+ORPHANS = "$OrphanFiles"
+_ROOT = 5
+_CHUNK = 1 << 20
+_FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.UTC)
+_UNIX_DELTA = 11_644_473_600
+_READONLY = 0x1
+_HIDDEN = 0x2
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+@dataclass(slots=True)
+class ListingSummary:
+    """What one volume's listing holds (for ``acquisition.json``).
+
+    Attributes:
+        volume: the volume label.
+        source: ``mft`` (own $MFT parser) or ``walk`` (the file system's walk).
+        jsonl: member name and SHA-256 of the JSON Lines (gzip) member.
+        bodyfile: member name and SHA-256 of the bodyfile member.
+        entries: JSON lines written (one per entry, damaged records included).
+        deleted: entries not in use.
+        damaged: records (or directories) that could not be read.
+        orphans: entries whose directory could not be reached.
+        problems: the first unreadable records or directories, one line each.
+    """
+
+    volume: str
+    source: str
+    jsonl: dict[str, str] = field(default_factory=dict)
+    bodyfile: dict[str, str] = field(default_factory=dict)
+    entries: int = 0
+    deleted: int = 0
+    damaged: int = 0
+    orphans: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "volume": self.volume,
+            "source": self.source,
+            "jsonl": dict(self.jsonl),
+            "bodyfile": dict(self.bodyfile),
+            "entries": self.entries,
+            "deleted": self.deleted,
+            "damaged": self.damaged,
+            "orphans": self.orphans,
+            "problems": list(self.problems),
+        }
+
+
+# -- time formatting ----------------------------------------------------------------
+
+
+class _Clock:
+    """FILETIME -> ISO 8601 with 7 fraction digits (the second part memoised)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+
+    def iso(self, filetime: int) -> str | None:
+        if not filetime:
+            return None
+        seconds, frac = divmod(filetime, 10_000_000)
+        base = self._seconds.get(seconds)
+        if base is None:
+            try:
+                when = _FILETIME_EPOCH + _dt.timedelta(seconds=seconds)
+            except OverflowError:
+                return f"out-of-range:{filetime}"
+            if len(self._seconds) > 200_000:
+                self._seconds.clear()
+            base = self._seconds[seconds] = when.strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{base}.{frac:07d}Z"
+
+    def times(self, values: tuple[int, int, int, int] | None) -> dict[str, Any] | None:
+        if values is None:
+            return None
+        c, m, ch, a = values
+        iso = self.iso
+        return {
+            "created": iso(c),
+            "modified": iso(m),
+            "changed": iso(ch),
+            "accessed": iso(a),
+            "filetime": list(values),
+        }
+
+
+def _unix(filetime: int) -> int:
+    """Whole seconds since 1970 (negative before; 0 for a zero FILETIME, i.e. none)."""
+    return filetime // 10_000_000 - _UNIX_DELTA if filetime else 0
+
+
+def _perms(si_flags: int) -> str:
+    """TSK's NTFS permission string: no r when read-only, no w when hidden."""
+    r = "-" if si_flags & _READONLY else "r"
+    w = "-" if si_flags & _HIDDEN else "w"
+    return f"{r}{w}x" * 3
+
+
+def _body_name(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# -- NTFS: paths from parent references ------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Dir:
+    sequence: int
+    in_use: bool
+    parent: int
+    parent_sequence: int
+    name: str
+
+
+class _Paths:
+    """Directory paths from the records seen so far."""
+
+    def __init__(self) -> None:
+        self.dirs: dict[int, _Dir] = {}
+        self.resolved: dict[int, str] = {_ROOT: ""}
+        self.root_sequence: int | None = None
+
+    def add(self, record: MftRecord, name: FileName | None) -> None:
+        if record.entry == _ROOT:
+            self.root_sequence = record.sequence
+            return
+        if name is not None:
+            self.dirs[record.entry] = _Dir(
+                record.sequence, record.in_use, name.parent_entry, name.parent_sequence, name.name
+            )
+
+    def path_of(self, parent: int, sequence: int) -> str | None:
+        """The path of directory ``parent`` as a child naming ``sequence`` sees it.
+
+        None while a directory on the way is unknown (not read yet, or never: then the
+        child is an orphan), reused (another sequence number), or in a loop.
+        """
+        chain: list[tuple[int, str]] = []
+        current, current_seq = parent, sequence
+        while True:
+            if current == _ROOT:
+                if self.root_sequence is None or current_seq not in (self.root_sequence, 0):
+                    return None
+                base = ""
+                break
+            info = self.dirs.get(current)
+            if info is None or len(chain) > 4096 or not _sequence_matches(info, current_seq):
+                return None
+            known = self.resolved.get(current)
+            if known is not None:
+                base = known
+                break
+            chain.append((current, info.name))
+            current, current_seq = info.parent, info.parent_sequence
+        for number, text in reversed(chain):
+            base = f"{base}/{text}" if base else text
+            self.resolved[number] = base
+        return base
+
+
+def _sequence_matches(info: _Dir, wanted: int) -> bool:
+    """The directory record is the one a child names (a freed one counts one up)."""
+    if wanted == 0 or info.sequence == wanted:
+        return True
+    return not info.in_use and info.sequence == (wanted + 1) & 0xFFFF
+
+
+def _links(record: MftRecord) -> list[FileName]:
+    """The names that are paths: every non-DOS name, each (parent, name) once."""
+    seen: set[tuple[int, str]] = set()
+    out: list[FileName] = []
+    for name in record.names:
+        if name.namespace == NAMESPACE_DOS:
+            continue
+        key = (name.parent_entry, name.name)
+        if key not in seen:
+            seen.add(key)
+            out.append(name)
+    if not out and record.names:
+        out.append(record.names[0])  # only a DOS name: it is the name
+    return out
+
+
+# -- the writer ------------------------------------------------------------------------
+
+
+class _Output:
+    """The gzip JSON Lines member (streamed) and the bodyfile (a temporary file)."""
+
+    def __init__(self, writer: ZipWriter, label: str, workdir: Path) -> None:
+        import zlib
+
+        try:
+            from zlib_ng import zlib_ng as _zlib
+
+            self._gzip: Any = _zlib.compressobj(1, _zlib.DEFLATED, 31)
+        except ImportError:  # pragma: no cover - zlib-ng is a dependency
+            self._gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
+        self.writer = writer
+        self.jsonl_name = f"{LISTING_PREFIX}{label}.jsonl.gz"
+        self.body_name = f"{LISTING_PREFIX}{label}.bodyfile"
+        self._member = writer.begin(self.jsonl_name, compress=False)
+        self._lines: list[str] = []
+        self._pending = 0
+        fd, body_path = tempfile.mkstemp(prefix=".listing-", suffix=".body", dir=workdir)
+        self._body_path = body_path
+        self._body = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
+        self._body_lines: list[str] = []
+
+    def line(self, obj: dict[str, Any]) -> None:
+        self._lines.append(_encode(obj))
+        if len(self._lines) >= 2048:
+            self._flush_lines()
+
+    def body(self, row: str) -> None:
+        self._body_lines.append(row)
+        if len(self._body_lines) >= 4096:
+            self._body.write("\n".join(self._body_lines) + "\n")
+            self._body_lines.clear()
+
+    def _flush_lines(self) -> None:
+        if self._lines:
+            data = ("\n".join(self._lines) + "\n").encode("utf-8", "surrogatepass")
+            self._lines.clear()
+            packed = self._gzip.compress(data)
+            if packed:
+                self._member.write(packed)
+
+    def finish(self, summary: ListingSummary) -> None:
+        self._flush_lines()
+        self._member.write(self._gzip.flush())
+        info = self._member.close()
+        summary.jsonl = {"member": info.name, "sha256": info.sha256 or ""}
+        if self._body_lines:
+            self._body.write("\n".join(self._body_lines) + "\n")
+            self._body_lines.clear()
+        self._body.close()
+        member = self.writer.begin(self.body_name, compress=True)
+        try:
+            with open(self._body_path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    member.write(chunk)
+        except BaseException:
+            member.discard()
+            raise
+        body = member.close()
+        summary.bodyfile = {"member": body.name, "sha256": body.sha256 or ""}
+        self._remove()
+
+    def abort(self) -> None:
+        with contextlib.suppress(ContainerError):
+            self._member.discard()
+        with contextlib.suppress(OSError):
+            self._body.close()
+        self._remove()
+
+    def _remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            Path(self._body_path).unlink()
+
+
+def write_listing(writer: ZipWriter, label: str, fs: Filesystem, workdir: Path) -> ListingSummary:
+    """Write ``listing/<label>.jsonl.gz`` and ``listing/<label>.bodyfile`` for ``fs``.
+
+    Args:
+        writer: the container (no member may be open).
+        label: the volume label (``p3``, ``p3/vss2``).
+        fs: the open file system.
+        workdir: where the bodyfile is spooled before it is stored (beside the output).
+
+    Raises:
+        ContainerError: the container cannot be written.
+        FilesystemError: the $MFT (or the root) cannot be read at all.
+    """
+    from selective_imager.filesystems.ntfs import NtfsFilesystem
+
+    out = _Output(writer, label, workdir)
+    try:
+        if isinstance(fs, NtfsFilesystem):
+            summary = ListingSummary(label, "mft")
+            _ntfs_listing(fs.mft_records(), label, out, summary)
+        else:
+            summary = ListingSummary(label, "walk")
+            _walk_listing(fs, label, out, summary)
+        out.finish(summary)
+    except BaseException:
+        out.abort()
+        raise
+    return summary
+
+
+def _ntfs_listing(
+    records: Iterable[MftRecord], label: str, out: _Output, summary: ListingSummary
+) -> None:
+    clock = _Clock()
+    paths = _Paths()
+    waiting: list[MftRecord] = []
+    mount = f"{label}/"
+    for record in records:
+        if record.damage:
+            summary.damaged += 1
+            if len(summary.problems) < 20:
+                summary.problems.append(f"MFT record {record.entry}: {record.damage}")
+            out.line(_damaged_line(record))
+            continue
+        links = _links(record)
+        if record.is_directory:
+            paths.add(record, links[0] if links else None)
+        if not _emit(record, links, paths, clock, out, summary, mount, final=False):
+            waiting.append(record)
+    for record in waiting:
+        _emit(record, _links(record), paths, clock, out, summary, mount, final=True)
+
+
+def _emit(
+    record: MftRecord,
+    links: list[FileName],
+    paths: _Paths,
+    clock: _Clock,
+    out: _Output,
+    summary: ListingSummary,
+    mount: str,
+    *,
+    final: bool,
+) -> bool:
+    """Write the record's line and rows; False when a directory is not known yet."""
+    full: list[tuple[str, FileName | None]] = []
+    orphan = False
+    if record.entry == _ROOT:
+        full.append(("", links[0] if links else None))
+    elif not links:
+        orphan = True
+        full.append((f"{ORPHANS}/OrphanFile-{record.entry}", None))
+    else:
+        for name in links:
+            base = paths.path_of(name.parent_entry, name.parent_sequence)
+            if base is None:
+                if not final:
+                    return False
+                orphan = True
+                full.append((f"{ORPHANS}/{name.name}", name))
+            else:
+                full.append((f"{base}/{name.name}" if base else name.name, name))
+    summary.entries += 1
+    deleted = not record.in_use
+    summary.deleted += deleted
+    summary.orphans += orphan
+    primary = full[0][1]
+    default = next((s for s in record.streams if not s.name), None)
+    ads = [s for s in record.streams if s.name]
+    extra = [n for n in record.names if n is not primary]
+    dos = next((n.name for n in record.names if n.namespace == NAMESPACE_DOS), None)
+    flags = record.si_flags
+    out.line(
+        {
+            "path": full[0][0],
+            "links": [p for p, _ in full[1:]],
+            "name": primary.name if primary is not None else None,
+            "entry": record.entry,
+            "sequence": record.sequence,
+            "parent_entry": primary.parent_entry if primary is not None else None,
+            "parent_sequence": primary.parent_sequence if primary is not None else None,
+            "in_use": record.in_use,
+            "deleted": deleted,
+            "orphan": orphan,
+            "directory": record.is_directory,
+            "size": default.size if default is not None else None,
+            "allocated": default.allocated if default is not None else None,
+            "resident": default.resident if default is not None else None,
+            "flags": flags if record.si is not None else None,
+            "attributes": list(attribute_names(flags)),
+            "si": clock.times(record.si),
+            "fn": clock.times(primary.times) if primary is not None else None,
+            "dos_name": dos,
+            "names": [
+                {
+                    "name": n.name,
+                    "namespace": n.namespace,
+                    "parent_entry": n.parent_entry,
+                    "parent_sequence": n.parent_sequence,
+                    "fn": clock.times(n.times),
+                }
+                for n in extra
+            ],
+            "ads": [{"name": s.name, "size": s.size, "allocated": s.allocated} for s in ads],
+            "reparse": record.reparse,
+            "link_count": record.link_count,
+            "damage": None,
+        }
+    )
+    _ntfs_rows(record, full, out, mount)
+    return True
+
+
+def _ntfs_rows(
+    record: MftRecord, full: list[tuple[str, FileName | None]], out: _Output, mount: str
+) -> None:
+    """The ``fls -m`` rows of one entry (see the module docstring)."""
+    kind = "d" if record.is_directory else "r"
+    perms = _perms(record.si_flags)
+    suffix = " (deleted)" if not record.in_use else ""
+    name_type = kind if record.in_use else "-"
+    mode = f"{name_type}/{kind}{perms}"
+    uid = record.si_owner or 0
+    si = record.si or (0, 0, 0, 0)
+    si_times = f"{_unix(si[3])}|{_unix(si[1])}|{_unix(si[2])}|{_unix(si[0])}"
+    entry = record.entry
+    for path, name in full:
+        shown = _body_name(mount + path)
+        if name is None:
+            if record.entry != _ROOT:
+                # As fls: only a deleted nameless record, and one with times.
+                if not record.in_use and record.si is not None:
+                    out.body(f"0|{shown}{suffix}|{entry}|-/r{perms}|{uid}|0|0|{si_times}")
+                continue
+        else:
+            fn = name.times
+            out.body(
+                f"0|{shown} ($FILE_NAME){suffix}|{entry}-48-{name.attribute_id}|{mode}|{uid}|0|"
+                f"{name.length}|{_unix(fn[3])}|{_unix(fn[1])}|{_unix(fn[2])}|{_unix(fn[0])}"
+            )
+        for stream in (*record.streams, *record.indexes):
+            if stream.kind == ATTR_INDEX_ROOT and stream.name == "$I30":
+                stream_name = shown
+            elif stream.name:
+                stream_name = f"{shown}:{_body_name(stream.name)}"
+            else:
+                stream_name = shown
+            out.body(
+                f"0|{stream_name}{suffix}|{entry}-{stream.kind}-{stream.attribute_id}|{mode}|"
+                f"{uid}|0|{stream.size}|{si_times}"
+            )
+
+
+def _damaged_line(record: MftRecord) -> dict[str, Any]:
+    return {
+        "path": None,
+        "links": [],
+        "name": None,
+        "entry": record.entry,
+        "sequence": None,
+        "parent_entry": None,
+        "parent_sequence": None,
+        "in_use": None,
+        "deleted": None,
+        "orphan": None,
+        "directory": None,
+        "size": None,
+        "allocated": None,
+        "resident": None,
+        "flags": None,
+        "attributes": [],
+        "si": None,
+        "fn": None,
+        "dos_name": None,
+        "names": [],
+        "ads": [],
+        "reparse": None,
+        "link_count": None,
+        "damage": record.damage,
+    }
+
+
+# -- other file systems: the walk -------------------------------------------------------
+
+
+def _walk_listing(fs: Filesystem, label: str, out: _Output, summary: ListingSummary) -> None:
+    def on_error(directory: FileEntry, exc: SelectiveImagerError) -> None:
+        summary.damaged += 1
+        if len(summary.problems) < 20:
+            summary.problems.append(f"{directory.path or '/'}: {exc}")
+
+    mount = f"{label}/"
+    for entry in _with_root(fs, on_error):
+        summary.entries += 1
+        summary.deleted += not entry.allocated
+        if entry.damage:
+            summary.damaged += 1
+        out.line(_entry_line(entry))
+        out.body(_entry_row(entry, mount))
+
+
+def _with_root(fs: Filesystem, on_error: Any) -> Iterator[FileEntry]:
+    root = fs.root()
+    yield root
+    yield from fs.walk(root, on_error=on_error)
+
+
+def _iso_times(times: TimestampSet | None) -> dict[str, Any] | None:
+    if times is None:
+        return None
+
+    def one(t: Timestamp | None) -> str | None:
+        return t.isoformat() if t is not None else None
+
+    return {
+        "created": one(times.created),
+        "modified": one(times.modified),
+        "changed": one(times.changed),
+        "accessed": one(times.accessed),
+        "filetime": [
+            t.raw if t is not None and t.raw is not None else None
+            for t in (times.created, times.modified, times.changed, times.accessed)
+        ],
+    }
+
+
+def _entry_line(entry: FileEntry) -> dict[str, Any]:
+    """The JSON line of a walked entry (fields the file system lacks are null)."""
+    ntfs = entry.si is not None or entry.fn is not None
+    return {
+        "path": entry.path,
+        "links": [],
+        "name": entry.name,
+        "entry": entry.entry,
+        "sequence": entry.sequence,
+        "parent_entry": entry.parent_entry,
+        "parent_sequence": entry.parent_sequence,
+        "in_use": entry.allocated,
+        "deleted": not entry.allocated,
+        "orphan": False,
+        "directory": entry.is_directory,
+        "size": entry.size,
+        "allocated": entry.allocated_size if not entry.is_directory else None,
+        "resident": entry.resident,
+        "flags": entry.attribute_flags if ntfs else None,
+        "attributes": list(entry.attributes),
+        "si": _iso_times(entry.si),
+        "fn": _iso_times(entry.fn),
+        "times": _iso_times(entry.times),
+        "dos_name": None,
+        "names": [],
+        "ads": [{"name": s.name, "size": s.size, "allocated": None} for s in entry.streams],
+        "reparse": None,
+        "link_count": entry.links,
+        "mode": entry.mode,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "link_target": entry.link_target or None,
+        "damage": entry.damage or None,
+    }
+
+
+def _seconds(t: Timestamp | None) -> int:
+    return t.ns // 1_000_000_000 if t is not None else 0
+
+
+def _entry_row(entry: FileEntry, mount: str) -> str:
+    """The bodyfile row of a walked entry (its own times, mode bits when it has them)."""
+    times = entry.times or entry.si
+    kind = "d" if entry.is_directory else ("l" if entry.link_target else "r")
+    if entry.mode is not None:
+        bits = "".join(
+            ch if entry.mode & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx")
+        )
+    else:
+        bits = _perms(entry.attribute_flags)
+    name_type = kind if entry.allocated else "-"
+    suffix = "" if entry.allocated else " (deleted)"
+    a = m = c = b = 0
+    if times is not None:
+        a, m = _seconds(times.accessed), _seconds(times.modified)
+        c, b = _seconds(times.changed), _seconds(times.created)
+    return (
+        f"0|{_body_name(mount + entry.path)}{suffix}|{entry.entry if entry.entry is not None else 0}|"
+        f"{name_type}/{kind}{bits}|{entry.uid or 0}|{entry.gid or 0}|{entry.size}|{a}|{m}|{c}|{b}"
+    )
