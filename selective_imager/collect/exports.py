@@ -167,25 +167,39 @@ def _mode(rec: dict[str, Any]) -> str:
     return "r/rr-xr-xr-x" if readonly else "r/rrwxrwxrwx"
 
 
+def body_row(
+    md5: str,
+    name: str,
+    inode: str,
+    mode: str,
+    uid: int,
+    gid: int,
+    size: int,
+    atime: int,
+    mtime: int,
+    ctime: int,
+    crtime: int,
+) -> str:
+    """One TSK 3.x body line (no newline), times in whole seconds; ``|`` in the name as ``\\|``."""
+    shown = name.replace("|", "\\|")
+    return f"{md5}|{shown}|{inode}|{mode}|{uid}|{gid}|{size}|{atime}|{mtime}|{ctime}|{crtime}"
+
+
 def _row(
     md5: str, name: str, inode: str, mode: str, rec: dict[str, Any], size: int, t: dict[str, Any]
 ) -> str:
-    uid = rec.get("uid") or 0
-    gid = rec.get("gid") or 0
-    return "|".join(
-        (
-            md5,
-            name.replace("|", "\\|"),
-            inode,
-            mode,
-            str(uid),
-            str(gid),
-            str(size),
-            str(epoch_seconds(t.get("accessed"))),
-            str(epoch_seconds(t.get("modified"))),
-            str(epoch_seconds(t.get("mft_modified"))),
-            str(epoch_seconds(t.get("created"))),
-        )
+    return body_row(
+        md5,
+        name,
+        inode,
+        mode,
+        rec.get("uid") or 0,
+        rec.get("gid") or 0,
+        size,
+        epoch_seconds(t.get("accessed")),
+        epoch_seconds(t.get("modified")),
+        epoch_seconds(t.get("mft_modified")),
+        epoch_seconds(t.get("created")),
     )
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selective_imager.collect.exports import body_row
 from selective_imager.errors import ContainerError, SelectiveImagerError
 from selective_imager.filesystems.ntfs_records import ATTR_INDEX_ROOT, NAMESPACE_DOS
 from selective_imager.models import attribute_names
@@ -151,10 +152,6 @@ def _perms(si_flags: int) -> str:
     r = "-" if si_flags & _READONLY else "r"
     w = "-" if si_flags & _HIDDEN else "w"
     return f"{r}{w}x" * 3
-
-
-def _body_name(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 # -- NTFS: paths from parent references ------------------------------------------------
@@ -456,36 +453,49 @@ def _ntfs_rows(
     kind = "d" if record.is_directory else "r"
     perms = _perms(record.si_flags)
     suffix = " (deleted)" if not record.in_use else ""
-    name_type = kind if record.in_use else "-"
-    mode = f"{name_type}/{kind}{perms}"
+    mode = f"{kind if record.in_use else '-'}/{kind}{perms}"
     uid = record.si_owner or 0
-    si = record.si or (0, 0, 0, 0)
-    si_times = f"{_unix(si[3])}|{_unix(si[1])}|{_unix(si[2])}|{_unix(si[0])}"
+    c, m, ch, a = record.si or (0, 0, 0, 0)
+    si = (_unix(a), _unix(m), _unix(ch), _unix(c))
     entry = record.entry
     for path, name in full:
-        shown = _body_name(mount + path)
+        shown = mount + path
         if name is None:
+            # As fls: a nameless record only when it is deleted and has times.
+            if record.entry != _ROOT and not record.in_use and record.si is not None:
+                out.body(body_row("0", shown + suffix, str(entry), f"-/r{perms}", uid, 0, 0, *si))
             if record.entry != _ROOT:
-                # As fls: only a deleted nameless record, and one with times.
-                if not record.in_use and record.si is not None:
-                    out.body(f"0|{shown}{suffix}|{entry}|-/r{perms}|{uid}|0|0|{si_times}")
                 continue
         else:
-            fn = name.times
+            fc, fm, fch, fa = name.times
             out.body(
-                f"0|{shown} ($FILE_NAME){suffix}|{entry}-48-{name.attribute_id}|{mode}|{uid}|0|"
-                f"{name.length}|{_unix(fn[3])}|{_unix(fn[1])}|{_unix(fn[2])}|{_unix(fn[0])}"
+                body_row(
+                    "0",
+                    f"{shown} ($FILE_NAME){suffix}",
+                    f"{entry}-48-{name.attribute_id}",
+                    mode,
+                    uid,
+                    0,
+                    name.length,
+                    _unix(fa),
+                    _unix(fm),
+                    _unix(fch),
+                    _unix(fc),
+                )
             )
         for stream in (*record.streams, *record.indexes):
-            if stream.kind == ATTR_INDEX_ROOT and stream.name == "$I30":
-                stream_name = shown
-            elif stream.name:
-                stream_name = f"{shown}:{_body_name(stream.name)}"
-            else:
-                stream_name = shown
+            named = stream.name and not (stream.kind == ATTR_INDEX_ROOT and stream.name == "$I30")
             out.body(
-                f"0|{stream_name}{suffix}|{entry}-{stream.kind}-{stream.attribute_id}|{mode}|"
-                f"{uid}|0|{stream.size}|{si_times}"
+                body_row(
+                    "0",
+                    f"{shown}:{stream.name}{suffix}" if named else shown + suffix,
+                    f"{entry}-{stream.kind}-{stream.attribute_id}",
+                    mode,
+                    uid,
+                    0,
+                    stream.size,
+                    *si,
+                )
             )
 
 
@@ -612,13 +622,17 @@ def _entry_row(entry: FileEntry, mount: str) -> str:
         )
     else:
         bits = _perms(entry.attribute_flags)
-    name_type = kind if entry.allocated else "-"
     suffix = "" if entry.allocated else " (deleted)"
-    a = m = c = b = 0
+    stamps = (0, 0, 0, 0)
     if times is not None:
-        a, m = _seconds(times.accessed), _seconds(times.modified)
-        c, b = _seconds(times.changed), _seconds(times.created)
-    return (
-        f"0|{_body_name(mount + entry.path)}{suffix}|{entry.entry if entry.entry is not None else 0}|"
-        f"{name_type}/{kind}{bits}|{entry.uid or 0}|{entry.gid or 0}|{entry.size}|{a}|{m}|{c}|{b}"
-    )
+        stamps = (
+            _seconds(times.accessed),
+            _seconds(times.modified),
+            _seconds(times.changed),
+            _seconds(times.created),
+        )
+    return body_row(
+        "0", mount + entry.path + suffix, str(entry.entry if entry.entry is not None else 0),
+        f"{kind if entry.allocated else '-'}/{kind}{bits}", entry.uid or 0, entry.gid or 0,
+        entry.size, *stamps,
+    )  # fmt: skip
