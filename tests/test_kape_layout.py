@@ -2,8 +2,10 @@
 
 Oracles: dissect.target (AGPL-3.0; installed with pip into its own virtual environment
 in the pytest cache, run as a separate program, never imported), the fixture builder's
-registry values (fixtures/build_disks.py: ComputerName FIXTURE-PC, the ProfileList of
-alice and bob), and the manifest's hashes (themselves checked against icat elsewhere).
+registry values (fixtures/build_disks.py: ComputerName FIXTURE-PC, SystemRoot, the
+ProfileList of alice and bob, the version values) and its events of every .evtx log
+(``evtx_events`` in gpt-ntfs.truth.json, themselves checked with python-evtx in
+test_fixtures_truth), and the manifest's hashes (checked against icat elsewhere).
 """
 
 from __future__ import annotations
@@ -78,7 +80,22 @@ def test_kape_layout_paths(kape_folder):
     assert _sha(restored) == j["hashes"]["sha256"]  # the logical file, holes included
 
 
-def test_dissect_sees_the_windows_system(kape_folder, dissect_bin):
+def _query(dissect_bin: Path, dest: Path, functions: str) -> list[dict]:
+    done = subprocess.run(
+        [str(dissect_bin / "target-query"), "-f", functions, "-j", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return [
+        r
+        for r in map(json.loads, done.stdout.splitlines())
+        if r.get("_type") != "recorddescriptor"
+    ]
+
+
+def test_dissect_sees_the_windows_system(kape_folder, dissect_bin, truth):
     dest, _ = kape_folder
     info = subprocess.run(
         [str(dissect_bin / "target-info"), str(dest), "--json"],
@@ -90,17 +107,40 @@ def test_dissect_sees_the_windows_system(kape_folder, dissect_bin):
     facts = json.loads(info.stdout)
     assert facts["os_family"] == "windows"
     assert facts["hostname"] == "FIXTURE-PC"
-    assert "Windows 10" in facts["os_version"]
-    users = subprocess.run(
-        [str(dissect_bin / "target-query"), "-f", "users", "-j", str(dest)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    assert facts["hostname"] == truth("gpt-ntfs")["volumes"]["3"]["hostname"]
+    # ProductName (NT CurrentMajor.CurrentMinor) CurrentBuildNumber.UBR, as the builder wrote
+    assert facts["os_version"] == "Windows 10 Pro (NT 10.0) 19045.3086"
+    users = {r["name"]: r for r in _query(dissect_bin, dest, "users")}
+    assert users["alice"]["sid"] == "S-1-5-21-1111111111-2222222222-3333333333-1001"
+    assert users["bob"]["sid"] == "S-1-5-21-1111111111-2222222222-3333333333-1002"
+    assert users["alice"]["home"] == "C:\\Users\\alice"
+
+
+def test_dissect_reads_every_event_log(kape_folder, dissect_bin, truth):
+    """``target-query -f users,evtx``: the users and every event the builder wrote."""
+    import datetime as dt
+
+    dest, _ = kape_folder
+    records = _query(dissect_bin, dest, "users,evtx")
+    assert {"alice", "bob"} <= {r["name"] for r in records if "sid" in r and "name" in r}
+    events = [r for r in records if "EventID" in r]
+    logs = truth("gpt-ntfs")["volumes"]["3"]["evtx_events"]
+    want = sorted(
+        (path.rsplit("/", 1)[1], e["record_id"], e["event_id"], e["provider"], e["channel"],
+         e["computer"], e["message"])
+        for path, evs in logs.items()
+        for e in evs
     )
-    names = {
-        r["name"]
-        for r in map(json.loads, users.stdout.splitlines())
-        if r.get("_type") != "recorddescriptor"
-    }
-    assert {"alice", "bob"} <= names
+    got = sorted(
+        (r["source"].rsplit("\\", 1)[1], int(r["EventRecordID"]), r["EventID"],
+         r["Provider_Name"], r["Channel"], r["Computer"], r["Message"])
+        for r in events
+    )
+    assert got == want
+    epoch = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
+    by_key = {(p.rsplit("/", 1)[1], e["record_id"]): e for p, evs in logs.items() for e in evs}
+    for r in events:
+        e = by_key[(r["source"].rsplit("\\", 1)[1], int(r["EventRecordID"]))]
+        want_ts = epoch + dt.timedelta(microseconds=e["filetime"] // 10)
+        # dissect converts the FILETIME through a float: within 2 microseconds.
+        assert abs(dt.datetime.fromisoformat(r["ts"]) - want_ts) <= dt.timedelta(microseconds=2)
