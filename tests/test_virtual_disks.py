@@ -403,6 +403,11 @@ def test_parent_given_with_option(vdisks, name, tmp_path):
     code, output = _cli("hash", lone, "--parent", v.files[1][0], "--hash", "sha256", "--json", "-q")
     assert code == 0, output
     assert json.loads(output)["digests"]["sha256"] == _sha256sum(v.oracle)
+    # image --parent: the raw image written is the chain's media (= qemu-img's conversion)
+    raw = tmp_path / "image.raw"
+    code, output = _cli("image", lone, "--parent", v.files[1][0], "-o", raw, "--json", "-q")
+    assert code == 0, output
+    assert _sha256sum(raw) == _sha256sum(v.oracle)
 
 
 @pytest.mark.parametrize(("name", "impostor"), [

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from selective_imager.cli.collect_cmds import _parse_size, _RichProgress
-from selective_imager.cli.common import EXIT_OK, EXIT_PARTIAL, _errors, _Unrecognised, app, out
+from selective_imager.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ParentOption,
+    _errors,
+    _source_options,
+    _Unrecognised,
+    app,
+    out,
+)
 from selective_imager.cli.options import _NO_CREDENTIALS, _CredentialOptions, _with_credentials
 
 if TYPE_CHECKING:
@@ -99,6 +108,7 @@ def image_command(
     notes: Annotated[str, typer.Option("--notes", help="Free-text notes.")] = "",
     json_output: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    parent: ParentOption = None,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Write a bit-for-bit image of the source (or one volume), hashed in the same pass."""
@@ -125,7 +135,7 @@ def image_command(
         }
         pieces = _parse_size(piece_size)
         if volume is None:
-            with open_source(source) as src:
+            with open_source(source, _source_options(parent, None)) as src:
                 stream, sector = src.stream, src.info.sector_size
                 opts = image_options(
                     output,
@@ -145,7 +155,7 @@ def image_command(
                                     "size": src.info.size, "details": dict(src.info.details)}  # fmt: skip
         else:
             creds = credentials.build()
-            with open_disk(source, creds) as disk:
+            with open_disk(source, creds, source_options=_source_options(parent, None)) as disk:
                 stream, sector, extra = _volume_stream(
                     disk, volume, decrypted, quiet or json_output
                 )
