@@ -19,6 +19,7 @@ so the cause stays visible.
     │  ├─ UnsupportedFilesystemError
     │  └─ PathNotFoundError        also a FileNotFoundError
     ├─ RuleError                   a rule file is invalid (file, line, message, hint)
+    ├─ BackendMissingError         a format's library (binding) is not installed
     └─ ContainerError              the output container cannot be written or read
 
 Severity follows the layer: a per-file error becomes an item outcome, a per-volume
@@ -111,6 +112,10 @@ class RuleError(SelectiveImagerError):
         super().__init__(text)
 
 
+class BackendMissingError(SelectiveImagerError):
+    """A registered format's module cannot be imported: its library is missing."""
+
+
 class TransferError(SelectiveImagerError):
     """An upload failed: host key refused, authentication, connection, or hash mismatch."""
 
@@ -120,6 +125,7 @@ class ContainerError(SelectiveImagerError):
 
 
 __all__ = [
+    "BackendMissingError",
     "ContainerError",
     "CredentialsError",
     "EncryptionError",

@@ -115,3 +115,29 @@ def test_compressed_image_gets_a_clear_message(tmp_path):
     result = CliRunner().invoke(app, ["info", str(path)])
     assert result.exit_code == 2
     assert "gzip-compressed" in result.output
+
+
+def test_missing_binding_is_one_line_not_a_traceback(tmp_path):
+    """A format whose library is not installed: one line naming it, exit 3 (no traceback).
+
+    The binding is made unimportable in a child interpreter (``sys.modules[name] = None``
+    makes ``import`` raise ImportError); the VMDK is written by qemu-img.
+    """
+    import subprocess
+    import sys
+
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(bytes(1 << 20))
+    vmdk = tmp_path / "disk.vmdk"
+    subprocess.run(["qemu-img", "convert", "-O", "vmdk", raw, vmdk], check=True)
+    code = (
+        "import sys; sys.modules['pyvmdk'] = None; "
+        "from selective_imager.cli.app import main; "
+        f"sys.argv = ['selective-imager', 'info', {str(vmdk)!r}]; main()"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 3, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "pyvmdk" in lines[0] and "not installed" in lines[0]
+    assert "Traceback" not in run.stderr

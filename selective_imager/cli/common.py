@@ -72,6 +72,13 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), EXIT_USAGE)
     except SelectiveImagerError as exc:
         _fail(str(exc), EXIT_USAGE)
+    except ImportError as exc:
+        # Format modules import their binding (pyvmdk, pyfsapfs...) on first use.
+        _fail(
+            f"a library this needs is not installed: the Python module {exc.name or exc!s} "
+            "(scripts/setup.sh installs it)",
+            EXIT_FATAL,
+        )
 
 
 
