@@ -3,6 +3,11 @@
 ``os.wait4`` returns the rusage of the one child it reaps (including any grandchildren that
 child waited for), so CPU and ``ru_maxrss`` are per run. ``getrusage(RUSAGE_CHILDREN)``
 would give a running maximum over every child so far, which is useless for peak RSS.
+
+But a forked child starts with the parent's high-water mark (Linux keeps it across exec),
+so ``ru_maxrss`` of a child of this big harness reads as the harness's own peak. The peak
+RSS therefore comes from GNU time (``/usr/bin/time -f %M``), a small process that forks the
+command itself; without it the column is left empty rather than wrong.
 """
 
 from __future__ import annotations
@@ -14,6 +19,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+GNU_TIME = "/usr/bin/time"
+
+
+def _peak_mib(path: Path) -> float:
+    """The command's peak RSS in MiB as GNU time wrote it (KiB), or NaN."""
+    try:
+        return int(path.read_text().split()[-1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 @dataclass
@@ -52,6 +67,10 @@ def run(cmd: list[str], *, log: Path, env: dict[str, str] | None = None,
     if env:
         full_env.update(env)
     log.parent.mkdir(parents=True, exist_ok=True)
+    peak_file = log.with_name(log.name + ".maxrss")
+    peak_file.unlink(missing_ok=True)
+    if os.access(GNU_TIME, os.X_OK):
+        cmd = [GNU_TIME, "-f", "%M", "-o", str(peak_file), *cmd]
     timed_out = threading.Event()
     with open(log, "wb") as out:
         t0 = time.perf_counter()
@@ -73,7 +92,7 @@ def run(cmd: list[str], *, log: Path, env: dict[str, str] | None = None,
             timer.cancel()
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
-    return Run(cmd=cmd, wall=wall, user=ru.ru_utime, sys=ru.ru_stime,
-               maxrss_mb=ru.ru_maxrss / 1024, rc=proc.returncode,
+    return Run(cmd=cmd[5:] if cmd[0] == GNU_TIME else cmd, wall=wall, user=ru.ru_utime,
+               sys=ru.ru_stime, maxrss_mb=_peak_mib(peak_file), rc=proc.returncode,
                timed_out=timed_out.is_set(), cold=cold)
 

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v fls >/dev/null || need_apt+=(sleuthkit)
 command -v unzip >/dev/null || need_apt+=(unzip)
+[ -x /usr/bin/time ] || need_apt+=(time)  # bench/: peak RSS per run (GNU time -f %M)
 command -v bdeinfo >/dev/null || need_apt+=(libbde-utils)
 command -v cryptsetup >/dev/null || need_apt+=(cryptsetup-bin)
 command -v 7zz >/dev/null || command -v 7z >/dev/null || need_apt+=(7zip)
