@@ -258,6 +258,10 @@ def _ewf_targets(res: dict, rows: list[dict]) -> None:
           "ours-raw", 1.15)
     bound("collect --image / collect with the disk hash alone", "ewf-collect-image",
           "ours-image", "ours-hash", 1.2)
+    bound("(concurrent) collect --image / collect with the disk hash alone, both concurrent",
+          "ewf-collect-image", "ours-image-conc", "ours-hash-conc", 1.2)
+    bound("(concurrent --image) collect --image concurrent / collect with the disk hash after",
+          "ewf-collect-image", "ours-image-conc", "ours-hash", 1.2)
     a, b = _wall(res, "ewf-image", "ours"), _wall(res, "ewf-image", "ewfacquire")
     if a is not None and b is not None:
         rows.append({"target": "ewf-image: image to E01 >= 4x faster than ewfacquire "

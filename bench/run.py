@@ -345,8 +345,18 @@ def ewf_workloads(rw: Callable[..., dict], rounds: int, cold: bool) -> dict:
                          "--image", str(d / "disk.E01"), "--quiet"], read_ours),
          Tool("ours-hash", "collect --rule triage (disk hash md5+sha1+sha256 alone)", "bound",
               lambda d: [SI, "collect", str(raw), "-o", str(d / "out.zip"), "--rule", "triage",
-                         "--quiet"], read_ours)],
-        rounds, cold=cold, notes=["both hash the disk with md5+sha1+sha256 after the artifacts"],
+                         "--quiet"], read_ours),
+         Tool("ours-image-conc", "the same with --image and --disk-hash-mode concurrent",
+              "ours",
+              lambda d: [SI, "collect", str(raw), "-o", str(d / "out.zip"), "--rule", "triage",
+                         "--image", str(d / "disk.E01"), "--disk-hash-mode", "concurrent",
+                         "--quiet"], read_ours),
+         Tool("ours-hash-conc", "the same with --disk-hash-mode concurrent, no image", "bound",
+              lambda d: [SI, "collect", str(raw), "-o", str(d / "out.zip"), "--rule", "triage",
+                         "--disk-hash-mode", "concurrent", "--quiet"], read_ours)],
+        rounds, cold=cold, notes=["the first two hash the disk with md5+sha1+sha256 after the "
+                                  "artifacts, the last two while collecting (one more read "
+                                  "of the disk running beside the collection)"],
         check_every_round=False)
     return res
 
