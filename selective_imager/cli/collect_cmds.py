@@ -232,10 +232,19 @@ def collect(
         str | None,
         typer.Option(
             "--upload",
-            help="Then send the container to sftp://user@host[:port]/path (key or agent "
-            "authentication; resumed after a drop; delivered only when the remote SHA-256 matches).",
+            help="Stream the container, as it is written, to sftp://user@host[:port]/path (key "
+            "or agent authentication; resumed after a drop; delivered only when the remote "
+            "SHA-256 matches). With --resume: sent once finished.",
         ),
     ] = None,
+    no_local_copy: Annotated[
+        bool,
+        typer.Option(
+            "--no-local-copy",
+            help="With --upload: keep no container here (-o, default the remote file's name, "
+            "then only places the journals of the running collection).",
+        ),
+    ] = False,
     known_hosts: Annotated[
         Path | None,
         typer.Option("--known-hosts", help="Known host keys for --upload (default ~/.ssh/known_hosts)."),
@@ -293,9 +302,17 @@ def collect(
             raise _Unrecognised(f"--strategy {strategy!r}: use auto, walk or scan")
         pieces = _parse_size(piece_size)
         recipients = _recipients(encrypt_to or [], recipients_file)
-        uploader = None
+        uploader = stream = None
+        if no_local_copy and (upload is None or resume):
+            raise _Unrecognised("--no-local-copy needs --upload, and leaves nothing to --resume")
         if upload is not None and not dry_run:
-            uploader = _uploader(upload, known_hosts, upload_key)
+            uploader = _uploader(upload, known_hosts, upload_key, absent=not resume)
+            if not resume:
+                from selective_imager.transfer.stream import StreamFactory
+
+                stream = StreamFactory(uploader, local_copy=not no_local_copy)
+                if output is None and no_local_copy:
+                    output = Path(Path(uploader.target.path).name)
         if not dry_run and output is None:
             raise _Unrecognised("--output is required (or use --dry-run)")
         if output is not None and not dry_run:
@@ -348,6 +365,7 @@ def collect(
                     encrypt_to=recipients,
                     resume=resume,
                     listing="triage" in (specs or ["triage"]) if listing is None else listing,
+                    stream=stream,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:
@@ -367,34 +385,41 @@ def collect(
                 code = report.exit_code
                 delivery = None
                 if uploader is not None:
-                    delivery = _deliver(uploader, output, report.container_sha256)
+                    delivery = _deliver(uploader, output, report.container_sha256, stream)
                     if not delivery["delivered"]:
                         code = max(code, EXIT_PARTIAL)
                         err.print(f"[red]not delivered[/]: {_escape(delivery['error'])}")
+                        if no_local_copy:  # no copy anywhere is known to be the container
+                            report.status = "partial"
+                            report.status_reasons.append("not delivered, and no local copy")
                 if json_output or not quiet:
                     _print_collect_summary(report, json_output, delivery)
     raise typer.Exit(code)
 
 
-def _uploader(url: str, known_hosts: Path | None, key: Path | None) -> Any:
+def _uploader(url: str, known_hosts: Path | None, key: Path | None, *, absent: bool) -> Any:
     """The SFTP uploader of ``--upload``, after one test connection (before collecting)."""
     from selective_imager.transfer.sftp import SftpUploader, parse_target
 
     uploader = SftpUploader(parse_target(url), known_hosts=known_hosts, key_file=key, retries=2)
-    uploader.check()
+    uploader.check(absent=absent)
     uploader.retries = 8
     return uploader
 
 
-def _deliver(uploader: Any, output: Path, sha256: str) -> dict[str, Any]:
-    """Upload the finished container; a failure is reported, the local copy stays."""
+def _deliver(uploader: Any, output: Path, sha256: str, stream: Any) -> dict[str, Any]:
+    """Check the streamed container (or upload the finished one) by the remote SHA-256."""
     from selective_imager.errors import TransferError
 
+    local = stream is None or stream.local_copy
     try:
-        done = uploader.upload(output, sha256)
+        done = uploader.upload(output, sha256) if stream is None else stream.sink.deliver()
     except TransferError as exc:
-        return {"delivered": False, "target": str(uploader.target), "error": str(exc)}
+        return {"delivered": False, "target": str(uploader.target), "error": str(exc),
+                "local_copy": local}  # fmt: skip
     return {
+        "local_copy": local,
+        "streamed": done.streamed,
         "delivered": True,
         "target": done.target,
         "bytes": done.size,
@@ -420,8 +445,9 @@ def _print_collect_summary(
     report: Any, json_output: bool, delivery: dict[str, Any] | None = None
 ) -> None:
     disk = report.disk_hash
+    here = delivery is None or delivery["local_copy"]
     summary = {
-        "output": str(report.output),
+        "output": str(report.output) if here else None,
         "status": report.status,
         "counts": report.counts,
         "bytes_collected": report.bytes_collected,
@@ -455,7 +481,7 @@ def _print_collect_summary(
     table = Table(title="Collection summary", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    table.add_row("container", _escape(str(report.output)))
+    table.add_row("container", _escape(str(report.output)) if here else "(no local copy)")
     table.add_row("status", report.status + (" (resumed)" if report.resumed else ""))
     for reason in report.status_reasons:
         table.add_row("[yellow]why[/]", _escape(reason))
@@ -501,9 +527,10 @@ def _print_collect_summary(
     if report.encrypted:
         out.print(f"(of the age-encrypted file; also in {_escape(str(report.output))}.sha256)")
     if delivery is not None and delivery["delivered"]:
+        how = "streamed while written" if delivery["streamed"] else "sent when finished"
         out.print(
             f"delivered to {_escape(delivery['target'])}: sha256 matches "
-            f"({delivery['checked_by']}, {delivery['reconnects']} reconnect(s))"
+            f"({how}, {delivery['checked_by']}, {delivery['reconnects']} reconnect(s))"
         )
 
 

@@ -66,10 +66,11 @@ from selective_imager.progress import NullProgress, ProgressSink
 from selective_imager.selection.matcher import MatchError, match
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from selective_imager.collect.hashing import DiskHashResult
     from selective_imager.container.age import Recipient
+    from selective_imager.container.zipwriter import StreamSink
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
     from selective_imager.imaging.imager import ImageOptions, ImageTarget
@@ -113,6 +114,9 @@ class CollectOptions:
         image_output: where that image goes (``disk.E01``).
         listing: write ``listing/<volume>.jsonl.gz`` and ``.bodyfile`` of every entry
             of every volume searched (see :mod:`selective_imager.collect.listing`).
+        stream: streaming output: called with (output, overwrite), it gives the sink
+            the container goes to in order as it is written (an upload, with or
+            without a local copy at ``output``); not with ``resume``.
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -133,6 +137,7 @@ class CollectOptions:
     image_output: Path | None = None
     resume: bool = False
     listing: bool = False
+    stream: Callable[[Path, bool], StreamSink] | None = None
 
 
 COMPLETE = "complete"
@@ -380,7 +385,10 @@ class _Run:
                     overwrite=options.overwrite,
                     hash_output=True,
                     encrypt_to=options.encrypt_to or None,
+                    sink=options.stream(output, options.overwrite) if options.stream else None,
                 )
+            elif options.stream is not None:
+                raise ContainerError("a streamed container cannot be resumed")
             else:
                 self._carry_over(resume)
                 self.writer = ZipWriter(
@@ -1133,8 +1141,8 @@ def _finalise(run: _Run) -> None:
             with contextlib.suppress(ContainerError):  # the error being raised says why
                 journal.close()
         raise ContainerError(
-            f"{exc}; the collection stopped: {run.output} keeps the "
-            f"{len(run.writer.members)} member(s) closed before, and {run.manifest.path.name} "
+            f"{exc}; the collection stopped: {run.writer.path} keeps the "
+            f"{run.writer.kept_members} member(s) closed before, and {run.manifest.path.name} "
             f"and {run.log.path.name} beside it record the items"
         ) from exc
     run.manifest.remove()

@@ -194,6 +194,7 @@ def prepare_resume(disk: Disk, output: Path) -> ResumeState | None:
                 method=local.method,
                 mtime=local.mtime,
                 sha256=sealed.get(local.name),
+                descriptor=bool(local.flags & 0x0008),  # a streamed member (bit 3)
             )
         )
         end = max(end, local.end)

@@ -10,6 +10,9 @@ writer holds the chunks of the open member's local header until it has patched i
 chunks may reach the file out of order, each at its fixed offset. Only held chunks and
 the chunk being filled are in memory.
 
+Given a ``sink`` (the ZIP writer's streaming mode, which never patches a header), the
+chunks are sealed in order and the encrypted file goes to the sink strictly in order.
+
 Reading decrypts chunk by chunk on demand, so ``zipfile`` seeks through the container
 without any plaintext on disk.
 
@@ -42,6 +45,8 @@ from selective_imager.errors import ContainerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from selective_imager.container.zipwriter import StreamSink
 
 MAGIC = b"age-encryption.org/v1\n"
 CHUNK = 64 * 1024
@@ -412,17 +417,29 @@ class AgeWriter:
     """A write-mostly file object whose bytes land age-encrypted in ``path``.
 
     Seeking back is allowed only into chunks not yet encrypted (:meth:`hold` keeps them
-    so); :meth:`can_truncate` says whether a truncation is still possible.
+    so); :meth:`can_truncate` says whether a truncation is still possible. With a
+    ``sink`` the encrypted bytes go to it, in order, instead of to ``path``.
     """
 
-    def __init__(self, path: str, recipients: list[Recipient], *, overwrite: bool) -> None:
+    def __init__(
+        self,
+        path: str,
+        recipients: list[Recipient],
+        *,
+        overwrite: bool,
+        sink: StreamSink | None = None,
+    ) -> None:
         if not recipients:
             raise ContainerError("no age recipient given")
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        try:
-            self._fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o644)
-        except OSError as exc:
-            raise ContainerError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        self._sink = sink
+        self._out = 0  # bytes handed to the sink
+        self._fd = -1
+        if sink is None:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+            try:
+                self._fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o644)
+            except OSError as exc:
+                raise ContainerError(f"cannot create {path}: {exc.strerror or exc}") from exc
         self.path = path
         file_key = os.urandom(16)
         nonce = os.urandom(16)
@@ -438,6 +455,12 @@ class AgeWriter:
         self._closed = False
 
     def _put(self, data: bytes, offset: int) -> None:
+        if self._sink is not None:
+            if offset != self._out:
+                raise ContainerError("age writer: a streamed chunk out of order")
+            self._sink.write(data)
+            self._out += len(data)
+            return
         view = memoryview(data)
         while view:
             done = os.pwrite(self._fd, view, offset)
@@ -476,8 +499,13 @@ class AgeWriter:
         """Nothing to flush: encrypted chunks are written when sealed."""
 
     def fileno(self) -> int:
-        """The encrypted file's descriptor (for fsync)."""
+        """The encrypted file's descriptor (for fsync; not with a sink)."""
         return self._fd
+
+    def plaintext_within(self, size: int) -> int:
+        """Plaintext bytes wholly inside the first ``size`` bytes of the encrypted file
+        (whole chunks only: a chunk is of no use without its tag)."""
+        return max(0, size - self._base) // _CT_CHUNK * CHUNK
 
     def hold(self, start: int, end: int) -> None:
         """Keep the chunks of plaintext ``[start, end)`` unencrypted until :meth:`release`."""
@@ -516,15 +544,22 @@ class AgeWriter:
             for index in sorted(self._chunks):
                 if index <= last:
                     self._seal(index, last=index == last)
+            if self._sink is not None:
+                self._sink.close()
+                return
             os.ftruncate(self._fd, self._base + self._size + _TAG * (last + 1))
         finally:
-            os.close(self._fd)
+            if self._fd >= 0:
+                os.close(self._fd)
 
     def abort(self) -> None:
         """Close without finishing (the file is then not a valid age file)."""
         if not self._closed:
             self._closed = True
-            os.close(self._fd)
+            if self._sink is not None:
+                self._sink.abort()
+            else:
+                os.close(self._fd)
 
     # -- internals ------------------------------------------------------------------
     def _chunk(self, index: int) -> bytearray:

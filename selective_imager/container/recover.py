@@ -3,9 +3,12 @@
 A killed run leaves the ZIP without its central directory (often with a torn last
 member) and, beside it, the two journals ``<out>.manifest.jsonl.part`` and
 ``<out>.log.jsonl.part`` (see :mod:`selective_imager.collect.manifest`). The ZIP
-writer (:mod:`~selective_imager.container.zipwriter`) never uses data descriptors and
-rewrites each local header with the final method, CRC-32 and sizes when a member
-closes, so the local headers alone describe every complete member.
+writer (:mod:`~selective_imager.container.zipwriter`) rewrites each local header with
+the final method, CRC-32 and sizes when a member closes, so the local headers alone
+describe every complete member. A streamed container (the writer's streaming mode, an
+upload) has data descriptors instead: the end of a deflated member is where its
+deflate stream ends, the end of a stored one the first data-descriptor signature whose
+compressed size equals its distance from the data (the CRC-32 check then confirms it).
 
 :func:`recover` walks the local headers from offset 0 and keeps a ``files/`` member
 only when it is complete (its data lies inside the file, inflates to the declared
@@ -21,7 +24,8 @@ journals removed. Running it again answers "nothing to recover". It never reads 
 source.
 
 References:
-    PKWARE APPNOTE.TXT 6.3.x, 4.3.7 (local file header) and 4.5.3 (ZIP64 extra).
+    PKWARE APPNOTE.TXT 6.3.x, 4.3.7 (local file header), 4.3.9 (data descriptor)
+    and 4.5.3 (ZIP64 extra).
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ _EOCD64_SIG = 0x06064B50
 _LOCAL_FMT = struct.Struct("<IHHHHHIIIHH")
 _MAX32 = 0xFFFFFFFF
 _FLAG_DESCRIPTOR = 0x0008
+_DESCRIPTOR_SIG = 0x08074B50
+_DESCRIPTOR = struct.Struct("<IIQQ")  # signature, CRC-32, compressed size, size (ZIP64)
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_UTF8 = 0x0800
 _CHUNK = 1 << 20
@@ -223,15 +229,19 @@ def scan_local_headers(path: str | os.PathLike[str]) -> Scan:
             tail = fh.read(nlen + xlen)
             if len(tail) < nlen + xlen:
                 return Scan(tuple(members), pos, "torn header at the end")
-            if flags & (_FLAG_DESCRIPTOR | _FLAG_ENCRYPTED):
-                return Scan(
-                    tuple(members), pos, "data descriptors or encryption: not written by this tool"
-                )
+            if flags & _FLAG_ENCRYPTED:
+                return Scan(tuple(members), pos, "encryption: not written by this tool")
             raw_name = tail[:nlen]
             name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437", "replace")
             size, csize, mtime = _parse_extra(tail[nlen:], size32, csize32)
             data_offset = pos + _LOCAL_FMT.size + nlen + xlen
             end = data_offset + csize
+            if flags & _FLAG_DESCRIPTOR:
+                found = _descriptor(fh, method, data_offset, file_size)
+                if found is None:
+                    return Scan(tuple(members), pos, f"{name}: torn (no data descriptor after it)")
+                crc, csize, size = found
+                end = data_offset + csize + _DESCRIPTOR.size
             if end > file_size:
                 return Scan(tuple(members), pos, f"{name}: torn (its data runs past the end)")
             members.append(
@@ -249,6 +259,66 @@ def scan_local_headers(path: str | os.PathLike[str]) -> Scan:
                 )
             )
             pos = end
+
+
+def _descriptor(
+    fh: BinaryIO, method: int, data_offset: int, file_size: int
+) -> tuple[int, int, int] | None:
+    """(CRC-32, compressed size, size) from the ZIP64 data descriptor after a member's data.
+
+    None when none is found inside the file (a torn member) or the method is not ours.
+    """
+    if method == DEFLATED:
+        csize = _deflate_length(fh, data_offset)
+    elif method == STORED:
+        csize = _stored_length(fh, data_offset, file_size)
+    else:
+        return None
+    if csize is None or data_offset + csize + _DESCRIPTOR.size > file_size:
+        return None
+    fh.seek(data_offset + csize)
+    sig, crc, csize64, size = _DESCRIPTOR.unpack(fh.read(_DESCRIPTOR.size))
+    if sig != _DESCRIPTOR_SIG or csize64 != csize:
+        return None
+    return crc, csize, size
+
+
+def _deflate_length(fh: BinaryIO, data_offset: int) -> int | None:
+    """Bytes of the deflate stream starting at ``data_offset`` (None: it never ends)."""
+    fh.seek(data_offset)
+    inflater = zlib.decompressobj(-15)
+    fed = 0
+    try:
+        while not inflater.eof:
+            data = fh.read(_CHUNK)
+            if not data:
+                return None
+            fed += len(data)
+            while data and not inflater.eof:
+                inflater.decompress(data, _CHUNK)
+                data = inflater.unconsumed_tail
+    except zlib.error:
+        return None
+    # At the end, unused_data holds every byte after the stream (unconsumed_tail may
+    # repeat them): they were fed but are not the member's.
+    return fed - len(inflater.unused_data)
+
+
+def _stored_length(fh: BinaryIO, data_offset: int, file_size: int) -> int | None:
+    """Bytes of stored data before the first descriptor whose size field says so."""
+    sig = struct.pack("<I", _DESCRIPTOR_SIG)
+    pos = data_offset
+    while pos + _DESCRIPTOR.size <= file_size:
+        fh.seek(pos)
+        window = fh.read(_CHUNK + _DESCRIPTOR.size)
+        at = window.find(sig)
+        while at >= 0 and at + _DESCRIPTOR.size <= len(window):
+            csize = int.from_bytes(window[at + 8 : at + 16], "little")
+            if csize == pos + at - data_offset:
+                return csize
+            at = window.find(sig, at + 1)
+        pos += _CHUNK
+    return None
 
 
 def _member_chunks(fh: BinaryIO, member: LocalMember) -> Iterator[bytes]:
@@ -462,6 +532,7 @@ def _select(
                     method=member.method,
                     mtime=member.mtime,
                     sha256=sha256,
+                    descriptor=bool(member.flags & _FLAG_DESCRIPTOR),
                 )
             )
     if scan.reason not in ("central directory", "end of file"):

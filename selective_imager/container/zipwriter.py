@@ -29,19 +29,32 @@ copies in 8 KiB pieces. This writer streams each member straight to the output f
 Memory stays flat: at most a few blocks per worker are in flight, and the list of
 central-directory records is the only per-member state.
 
+**Streaming mode** (a ``sink`` given, see :class:`StreamSink`): the output is written
+strictly in order, never seeking back, so that it can go over a network while it is
+written. Each member then has general-purpose bit 3 set: its local header carries the
+method but zero CRC-32, ``0xFFFFFFFF`` in the 32-bit size fields and zero sizes in its
+ZIP64 extra (the header is written when the method is decided, before the first data
+byte), and a ZIP64 data descriptor (signature, CRC-32, 8-byte compressed and
+uncompressed sizes) follows its data; the central directory has the true values, as
+always. A discarded member is cut off only when the sink can still truncate back to its
+header (:meth:`StreamSink.can_truncate`); otherwise (an age stream whose chunks past it
+are encrypted) its bytes stay, unreferenced by the central directory.
+
 With ``hash_output=True`` a thread follows the writer and computes the SHA-256 of the
 whole file: it reads back (from the page cache) only bytes before the open member's
 local header, which the writer never touches again, so the hash is ready when
 :meth:`ZipWriter.close` returns instead of costing a second pass afterwards.
 
 References:
-    PKWARE APPNOTE.TXT 6.3.x (sections 4.3.7 local header, 4.3.12 central directory,
-    4.3.14-4.3.16 ZIP64 end records, 4.5.3 ZIP64 extra); Info-ZIP extra field list
+    PKWARE APPNOTE.TXT 6.3.x (sections 4.3.7 local header, 4.3.9 data descriptor,
+    4.4.4 general-purpose bit 3, 4.3.12 central directory, 4.3.14-4.3.16 ZIP64 end
+    records, 4.5.3 ZIP64 extra); Info-ZIP extra field list
     (0x5455 extended timestamp).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
@@ -52,7 +65,7 @@ import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from selective_imager.container.age import AgeWriter
 from selective_imager.errors import ContainerError
@@ -80,6 +93,8 @@ _EOCD_SIG = 0x06054B50
 _EOCD64_SIG = 0x06064B50
 _LOCATOR64_SIG = 0x07064B50
 _FLAG_UTF8 = 0x0800
+_FLAG_DESCRIPTOR = 0x0008
+_DESCRIPTOR_SIG = 0x08074B50
 _VERSION_ZIP64 = 45
 _MADE_BY = (3 << 8) | _VERSION_ZIP64  # Unix, spec 4.5
 _EXTERNAL_ATTR = (0o100644 << 16) & 0xFFFFFFFF
@@ -92,6 +107,48 @@ _HASH_STEP = 1 << 20
 
 _LOCAL_FMT = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_FMT = struct.Struct("<IHHHHHHIIIHHHHHII")
+_DESCRIPTOR_FMT = struct.Struct("<IIQQ")  # signature, CRC-32, compressed, uncompressed
+
+
+class StreamSink(Protocol):
+    """Where a streaming :class:`ZipWriter` (or an age stream under it) sends its bytes.
+
+    Bytes only ever go at the end. :meth:`mark` is called at the start of every member;
+    :meth:`truncate` is only ever asked for the last marked offset.
+    """
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of everything written (and not cut off), after :meth:`close`."""
+
+    @property
+    def where(self) -> str:
+        """What the output is called in messages (a path, a URL)."""
+
+    @property
+    def kept(self) -> int:
+        """How many bytes from the start are known to be at the destination."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data``; raise :class:`ContainerError` (or OSError) when it cannot."""
+
+    def mark(self) -> None:
+        """The current end is a place :meth:`truncate` may later be asked to cut back to."""
+
+    def can_truncate(self, size: int) -> bool:
+        """Whether the output can still be cut back to ``size``."""
+
+    def truncate(self, size: int) -> int:
+        """Cut the output back to ``size`` (a marked offset)."""
+
+    def flush(self) -> None:
+        """Hand buffered bytes on (no durability promised)."""
+
+    def close(self) -> None:
+        """Finish: every byte at its destination, or :class:`ContainerError`."""
+
+    def abort(self) -> None:
+        """Stop after a failure, leaving the destination as it stands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +165,8 @@ class MemberInfo:
         mtime: modification time (Unix seconds) recorded for it.
         sha256: SHA-256 hex of the uncompressed data (computed inline or supplied by
             the caller), None when neither happened.
+        descriptor: written in streaming mode: a data descriptor follows its data and
+            its local header has no CRC-32 or sizes (general-purpose bit 3).
     """
 
     name: str
@@ -118,6 +177,7 @@ class MemberInfo:
     method: int
     mtime: int
     sha256: str | None
+    descriptor: bool = False
 
 
 def _dos_datetime(mtime: int) -> tuple[int, int]:
@@ -209,9 +269,14 @@ class MemberWriter:
         self._inflight: deque[Future[bytes] | bytes] = deque()
         self._finished = False
         self._extra = struct.pack("<HHQQ", 1, 16, 0, 0) + _timestamp_extra(mtime)
-        owner._hold_header(offset, _LOCAL_FMT.size + len(raw_name) + len(self._extra))
-        self._write_local_header(STORED, 0, 0, 0)
-        self._data_start = owner._tell()
+        self._streaming = owner._sink is not None
+        # Streaming: the header is written once the method is known, before any data.
+        self._header_pending = self._streaming
+        self._data_start = offset
+        if not self._streaming:
+            owner._hold_header(offset, _LOCAL_FMT.size + len(raw_name) + len(self._extra))
+            self._write_local_header(STORED, 0, 0, 0)
+            self._data_start = owner._tell()
 
     # -- public ------------------------------------------------------------------
     @property
@@ -230,7 +295,7 @@ class MemberWriter:
             self._sha.update(view)
         self._size += view.nbytes
         if self._method == STORED:
-            self._owner._write(view)
+            self._put(view)
             return
         self._pending.append(bytes(view))
         self._pending_len += view.nbytes
@@ -259,9 +324,16 @@ class MemberWriter:
                     self._inflight.append(_FINAL_EMPTY_BLOCK)
                 self._drain(0)
             method = self._method if self._method is not None else STORED
+            if self._header_pending:
+                self._emit_streaming_header(method)
             end = self._owner._tell()
             compressed = end - self._data_start
-            self._write_local_header(method, self._crc, self._size, compressed)
+            if self._streaming:
+                self._owner._write(
+                    _DESCRIPTOR_FMT.pack(_DESCRIPTOR_SIG, self._crc, compressed, self._size)
+                )
+            else:
+                self._write_local_header(method, self._crc, self._size, compressed)
         except BaseException:
             self.discard()
             raise
@@ -276,6 +348,7 @@ class MemberWriter:
             method=method,
             mtime=self._mtime,
             sha256=digest,
+            descriptor=self._streaming,
         )
         self._owner._member_closed(self, info)
         return info
@@ -312,6 +385,31 @@ class MemberWriter:
         if self._finished:
             raise ContainerError(f"member {self.name!r} is already closed")
 
+    def _put(self, data: bytes | memoryview) -> None:
+        """Member data to the output (in streaming mode, after the header)."""
+        if self._header_pending:
+            self._emit_streaming_header(self._method if self._method is not None else STORED)
+        self._owner._write(data)
+
+    def _emit_streaming_header(self, method: int) -> None:
+        dos_time, dos_date = _dos_datetime(self._mtime)
+        header = _LOCAL_FMT.pack(
+            _LOCAL_SIG,
+            _VERSION_ZIP64,
+            _FLAG_UTF8 | _FLAG_DESCRIPTOR,
+            method,
+            dos_time,
+            dos_date,
+            0,
+            _MAX32,
+            _MAX32,
+            len(self._raw_name),
+            len(self._extra),
+        )
+        self._owner._write(header + self._raw_name + self._extra)
+        self._header_pending = False
+        self._data_start = self._owner._tell()
+
     def _write_local_header(self, method: int, crc: int, size: int, compressed: int) -> None:
         dos_time, dos_date = _dos_datetime(self._mtime)
         extra = struct.pack("<HHQQ", 1, 16, size, compressed) + self._extra[20:]
@@ -343,7 +441,7 @@ class MemberWriter:
             self._drain(self._owner.max_inflight)
         else:
             self._method = STORED
-            self._owner._write(trial)
+            self._put(trial)
 
     def _submit_block(self, *, final: bool) -> None:
         block = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
@@ -361,7 +459,7 @@ class MemberWriter:
     def _drain(self, keep: int) -> None:
         while len(self._inflight) > keep:
             item = self._inflight.popleft()
-            self._owner._write(item.result() if isinstance(item, Future) else item)
+            self._put(item.result() if isinstance(item, Future) else item)
 
 
 class _OutputHasher:
@@ -448,6 +546,10 @@ class ZipWriter:
             written on from there; the bytes before it are never touched.
         existing: the members already in the file before ``append_at`` (they go
             into the central directory and the seal as if written by this writer).
+        sink: streaming mode: every byte goes in order to this sink (which owns any
+            local file: ``path`` then only names the output in messages), members get
+            data descriptors, and :attr:`sha256` is the sink's. With ``encrypt_to`` the
+            age stream is written through the sink. Not with ``append_at``.
 
     Raises:
         ContainerError: the file exists (without ``overwrite``) or cannot be created.
@@ -469,14 +571,21 @@ class ZipWriter:
         encrypt_to: Sequence[Recipient] | None = None,
         append_at: int | None = None,
         existing: tuple[MemberInfo, ...] = (),
+        sink: StreamSink | None = None,
     ) -> None:
-        self.path = os.fspath(path)
+        self.path = os.fspath(path) if sink is None else sink.where
         self._age: AgeWriter | None = None
+        self._sink = sink
+        self._ends: list[int] = []  # streaming: where each closed member ends
+        if sink is not None and append_at is not None:
+            raise ContainerError("a streamed container cannot be resumed")
         if encrypt_to:
-            self._age = AgeWriter(self.path, list(encrypt_to), overwrite=overwrite)
+            self._age = AgeWriter(self.path, list(encrypt_to), overwrite=overwrite, sink=sink)
             self._file: Any = self._age
+        elif sink is not None:
+            self._file = sink
         try:
-            if self._age is not None:
+            if self._age is not None or sink is not None:
                 if append_at is not None:
                     raise ContainerError("an age-encrypted container cannot be resumed")
             elif append_at is None:
@@ -508,7 +617,7 @@ class ZipWriter:
         self._committed = self._pos  # end of the last closed member
         self._hasher_mark = 0
         self._hasher: _OutputHasher | None = None
-        if hash_output and hasattr(os, "preadv") and self._age is None:
+        if hash_output and hasattr(os, "preadv") and self._age is None and sink is None:
             self._hasher = _OutputHasher(self.path)
             self._hasher.advance(self._pos)
 
@@ -517,6 +626,17 @@ class ZipWriter:
     def members(self) -> tuple[MemberInfo, ...]:
         """Every member closed so far, in file order."""
         return tuple(self._members)
+
+    @property
+    def kept_members(self) -> int:
+        """Closed members whose bytes are all at the destination (streaming: as far as
+        the sink knows; else every closed member)."""
+        if self._sink is None:
+            return len(self._members)
+        kept = self._sink.kept
+        if self._age is not None:
+            kept = self._age.plaintext_within(kept)
+        return bisect.bisect_right(self._ends, kept)
 
     @property
     def bytes_written(self) -> int:
@@ -556,6 +676,7 @@ class ZipWriter:
         if name in self._names:
             raise ContainerError(f"duplicate member name {name!r}")
         when = int(time.time() if mtime is None else mtime)
+        self._member_started()
         self._current = MemberWriter(
             self,
             name,
@@ -597,7 +718,9 @@ class ZipWriter:
                 self._current.discard()
             self._write_central_directory()
             self._file.flush()
-            if self.fsync:
+            if self._sink is not None:
+                self._file.close()  # the sink makes it durable where it keeps a file
+            elif self.fsync:
                 os.fsync(self._file.fileno())
         except ContainerError as exc:
             error = exc
@@ -606,7 +729,10 @@ class ZipWriter:
         finally:
             self._closed = True
             if error is None:
-                self._file.close()
+                if self._sink is None:
+                    self._file.close()
+                else:
+                    self.sha256 = self._sink.sha256
             else:
                 self._salvage()
             if self._executor is not None:
@@ -635,7 +761,14 @@ class ZipWriter:
         central directory for the closed members is written there. If even that does
         not fit, the file ends after the last member: its local headers are complete,
         so ``zip -FF`` rebuilds the directory.
+
+        A streamed output cannot be cut back: the sink is stopped as it stands (its
+        error says what the destination holds).
         """
+        if self._sink is not None:
+            with contextlib.suppress(OSError, ContainerError):
+                self._file.abort()
+            return
         if self._age is not None:
             # Encrypted chunks cannot be cut back: finish the stream as it stands (the
             # local headers of closed members are complete, for zip -FF).
@@ -711,6 +844,8 @@ class ZipWriter:
         self._names.add(info.name)
         self._current = None
         self._committed = self._pos
+        if self._sink is not None:
+            self._ends.append(self._pos)
         if self._hasher is not None and self._pos - self._hasher_mark >= _HASH_STEP:
             self._hasher_mark = self._pos
             self._hasher.advance(self._pos)
@@ -719,7 +854,20 @@ class ZipWriter:
         if self._age is not None:
             self._age.hold(offset, offset + length)
 
+    def _member_started(self) -> None:
+        if self._sink is not None and self._age is None:
+            self._sink.mark()
+
     def _member_discarded(self, member: MemberWriter) -> None:
+        if self._sink is not None:
+            self._current = None
+            if self._pos == member.offset:
+                return  # nothing of it was written
+            if self._file.can_truncate(member.offset):
+                self._file.truncate(member.offset)
+                self._pos = member.offset
+            # else: past encrypted chunks the bytes stay, unreferenced and unreachable.
+            return
         if self._age is not None and not self._age.can_truncate(member.offset):
             # Past encrypted chunks: the bytes stay, unreferenced, with no header.
             try:
@@ -798,7 +946,7 @@ class ZipWriter:
             _CENTRAL_SIG,
             _MADE_BY,
             _VERSION_ZIP64,
-            _FLAG_UTF8,
+            _FLAG_UTF8 | (_FLAG_DESCRIPTOR if info.descriptor else 0),
             info.method,
             dos_time,
             dos_date,
@@ -821,6 +969,7 @@ __all__ = [
     "STORED",
     "MemberInfo",
     "MemberWriter",
+    "StreamSink",
     "ZipWriter",
     "check_member_name",
 ]

@@ -1,4 +1,8 @@
-"""Sending a finished container home over SFTP (paramiko), resumable and hash-checked.
+"""Sending a container home over SFTP (paramiko), resumable and hash-checked.
+
+This module sends a finished file (:meth:`SftpUploader.upload`); streaming a container
+while it is written is :mod:`selective_imager.transfer.stream`, over the same
+connection logic.
 
 The host key must be known: it is checked against the known_hosts file given (or
 ``~/.ssh/known_hosts``) and an unknown or different key is refused, never accepted on
@@ -64,6 +68,7 @@ class Delivery:
     sha256: str
     checked_by: str
     reconnects: int
+    streamed: bool = False
 
 
 def parse_target(url: str) -> SftpTarget:
@@ -122,7 +127,14 @@ class SftpUploader:
         self._client: paramiko.SSHClient | None = None
 
     # -- connection -------------------------------------------------------------
-    def _connect(self) -> paramiko.SSHClient:
+    def connect(self) -> paramiko.SSHClient:
+        """A new connection: host key checked, key or agent authentication.
+
+        Raises:
+            TransferError: host key unknown or different, or authentication failed.
+            OSError, EOFError, paramiko.SSHException: the server cannot be reached (a
+                caller may retry).
+        """
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(self.known_hosts))
@@ -168,7 +180,7 @@ class SftpUploader:
         while True:
             try:
                 if self._client is None:
-                    self._client = self._connect()
+                    self._client = self.connect()
                 return action(self._client), reconnects
             except TransferError:
                 raise
@@ -183,10 +195,24 @@ class SftpUploader:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def check(self) -> None:
-        """Connect once (host key and authentication) and close: fail before collecting."""
-        self._retrying(lambda client: None)
+    def check(self, *, absent: bool = False) -> None:
+        """Connect once (host key and authentication) and close: fail before collecting.
+
+        Args:
+            absent: also refuse when the remote file exists (a stream starts a new file).
+        """
+        self._retrying(self._refuse_existing if absent else lambda client: None)
         self.close()
+
+    def _refuse_existing(self, client: paramiko.SSHClient) -> None:
+        sftp = client.open_sftp()
+        try:
+            sftp.stat(self.target.path)
+        except FileNotFoundError:
+            return
+        finally:
+            sftp.close()
+        raise TransferError(f"{self.target}: the remote file exists: refusing to overwrite it")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -195,11 +221,19 @@ class SftpUploader:
             self._client = None
 
     # -- upload -------------------------------------------------------------------
-    def upload(self, local: str | os.PathLike[str], local_sha256: str) -> Delivery:
+    def upload(
+        self, local: str | os.PathLike[str], local_sha256: str, *, trusted: int | None = None
+    ) -> Delivery:
         """Send ``local`` (whose SHA-256 the caller computed while writing it).
 
         A remote file already there is refused unless it is a prefix of this upload
         (a resumed run): it is continued, and the final hash check covers it.
+
+        Args:
+            local: the file.
+            local_sha256: its SHA-256.
+            trusted: the remote bytes known to be this file's (a stream that stopped):
+                anything past them is cut off and sent again.
 
         Raises:
             TransferError: host key refused, authentication failed, the connection could
@@ -209,25 +243,37 @@ class SftpUploader:
         size = local.stat().st_size
         total_reconnects = 0
         with open(local, "rb") as src:
-            _, reconnects = self._retrying(lambda c: self._send(c, src, size))
+            _, reconnects = self._retrying(lambda c: self._send(c, src, size, trusted))
             total_reconnects += reconnects
-        (digest, how), reconnects = self._retrying(self._remote_sha256)
-        total_reconnects += reconnects
+        done = self.verify(local_sha256, size)
+        return Delivery(str(self.target), size, done.sha256, done.checked_by,
+                        total_reconnects + done.reconnects)  # fmt: skip
+
+    def verify(self, sha256: str, size: int) -> Delivery:
+        """Check the remote file's SHA-256 against ``sha256`` (reconnecting if needed).
+
+        Raises:
+            TransferError: it differs, or the server cannot be reached.
+        """
+        (digest, how), reconnects = self._retrying(self.remote_sha256)
         self.close()
-        if digest != local_sha256:
+        if digest != sha256:
             raise TransferError(
                 f"{self.target}: the remote file's SHA-256 {digest} differs from the "
-                f"container's {local_sha256}: not delivered"
+                f"container's {sha256}: not delivered"
             )
-        return Delivery(str(self.target), size, digest, how, total_reconnects)
+        return Delivery(str(self.target), size, digest, how, reconnects)
 
-    def _send(self, client: paramiko.SSHClient, src: Any, size: int) -> None:
+    def _send(self, client: paramiko.SSHClient, src: Any, size: int, trusted: int | None) -> None:
         sftp = client.open_sftp()
         try:
             try:
                 have = sftp.stat(self.target.path).st_size or 0
             except FileNotFoundError:
                 have = 0
+            if trusted is not None and have > trusted:
+                sftp.truncate(self.target.path, trusted)
+                have = trusted
             if have > size:
                 raise TransferError(
                     f"{self.target}: a larger remote file is in the way ({have} bytes)"
@@ -249,7 +295,8 @@ class SftpUploader:
         finally:
             sftp.close()
 
-    def _remote_sha256(self, client: paramiko.SSHClient) -> tuple[str, str]:
+    def remote_sha256(self, client: paramiko.SSHClient) -> tuple[str, str]:
+        """(SHA-256 of the remote file, how it was computed)."""
         digest = _exec_sha256(client, self.target.path)
         if digest is not None:
             return digest, "remote sha256sum"
