@@ -1,8 +1,10 @@
 """Community rules by their own names: --rule-path with KAPE and ForensicArtifacts folders.
 
 Oracles: the builder's truth (which files of the fixture are registry hives, event
-logs, prefetch...), The Sleuth Kit's listing of the same image, and the KapeFiles /
-ForensicArtifacts text itself (which target names exist, what a target's Description says).
+logs, prefetch...), The Sleuth Kit's listing of the same image, the KapeFiles /
+ForensicArtifacts text itself (which target names exist, what a target's Description says)
+and tests/kape_oracle.py, an independent reading of the .tkape entries (Path, FileMask,
+Recursive) applied to ``fls -r -p``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def test_converted_set_is_usable_as_it_is(unpacked, tmp_path):
     converted = dry_run(image, "--rule", str(tmp_path / "conv" / "kape-kape-triage.yaml"))
     by_name = dry_run(image, "--rule", "KapeTriage", "--rule-path", str(corpus))
     assert paths(converted) == paths(by_name)
+    # Both select exactly what an independent reading of the .tkape files selects from
+    # TSK's listing of the system volume (and nothing on the other volumes).
+    from tests.kape_oracle import entries, fls_files, select
+
+    reached, skipped = entries(KAPE, "KapeTriage")
+    assert len(reached) > 1000 and all("regex:" in s for s in skipped), skipped
+    oracle = select(reached, fls_files(image, 20480))
+    assert len(oracle) > 50
+    assert paths(by_name) == {(3, p) for p in oracle}
     # A folder given as --rule is a rule path.
     as_folder = dry_run(image, "--rule", str(tmp_path / "conv"), "--rule", "kape-kape-triage")
     assert paths(as_folder) == paths(converted)
