@@ -76,3 +76,28 @@ def _hostname_rule(folder):
     rule = folder / "hostname.yaml"
     rule.write_text("name: hostname\ntitle: t\ntargets:\n  - name: h\n    paths: ['etc/hostname']\n")
     return rule
+
+
+def test_c_drive_names_the_windows_volume_on_a_multi_volume_disk(unpacked):
+    """``ls disk C:/Windows`` without --volume on the GPT fixture (FAT ESP + NTFS): C: is the
+    volume holding Windows/System32, as fls of that partition lists it."""
+    image = unpacked("gpt-ntfs.raw")
+    result = CliRunner().invoke(app, ["ls", str(image), "C:/Windows"])
+    assert result.exit_code == 0, result.output
+    assert "drive letter C: dropped: listing volume p3 (the one holding Windows/System32)" in result.output
+    listed = {line.split()[-1] for line in result.stdout.splitlines()[1:]}
+    fls = run(need_tool("fls"), "-p", "-o", "20480", str(image), str(_fls_inode(image, "Windows")))
+    names = {"Windows/" + line.split(":\t", 1)[1] for line in fls.splitlines() if ":\t" in line}
+    assert listed == names
+    # Another drive letter still needs --volume.
+    other = CliRunner().invoke(app, ["ls", str(image), "D:/EFI"])
+    assert other.exit_code != 0 and "--volume" in other.output
+
+
+def _fls_inode(image, name: str) -> str:
+    """The metadata address of a root-directory entry of the NTFS partition (fls)."""
+    for line in run(need_tool("fls"), "-o", "20480", str(image)).splitlines():
+        head, _, entry = line.partition(":\t")
+        if entry == name:
+            return head.split()[-1]
+    raise AssertionError(f"{name} not in the root directory")

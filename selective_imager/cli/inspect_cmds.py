@@ -18,6 +18,7 @@ from selective_imager.errors import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from selective_imager.discovery import Disk, OpenVolume
     from selective_imager.models import FileEntry
 
 from selective_imager.cli.common import (
@@ -253,16 +254,18 @@ def ls(
         creds = credentials.build()
         options = _vss_options(str(vss)) if vss is not None else None
         with _open(source, creds, options, parents=parent) as disk:
-            vol = _pick_volume(disk, volume)
+            path, drive = _volume_path(path)
+            system = _system_volume(disk) if drive == "C:" and volume is None else None
+            vol = system or _pick_volume(disk, volume)
             if vss is not None:
                 vol = _pick_store(disk, vol, vss)
             fs = vol.filesystem
             assert fs is not None
-            path, drive = _volume_path(path)
             if drive:
+                why = " (the one holding Windows/System32)" if system is not None else ""
                 err.print(
-                    f"note: drive letter {drive} dropped: listing volume {vol.report.label} "
-                    "(choose the volume with --volume)"
+                    f"note: drive letter {drive} dropped: listing volume {vol.report.label}"
+                    f"{why}; choose another with --volume"
                 )
             try:
                 start = fs.lookup(path)
@@ -301,6 +304,21 @@ def ls(
 
 
 _DRIVE = re.compile(r"^([A-Za-z]:)(?:[/\\]|$)")
+
+
+def _system_volume(disk: Disk) -> OpenVolume | None:
+    """The one volume holding ``Windows/System32`` (what ``C:`` names, as in CopyLog.csv);
+    None when there is no such volume or more than one."""
+    found = []
+    for vol in disk.volumes:
+        if vol.filesystem is None or vol.report.snapshot is not None:
+            continue
+        try:
+            if vol.filesystem.lookup("Windows/System32").is_directory:
+                found.append(vol)
+        except SelectiveImagerError:
+            continue
+    return found[0] if len(found) == 1 else None
 
 
 def _volume_path(text: str) -> tuple[str, str]:
