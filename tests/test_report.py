@@ -143,7 +143,11 @@ def test_report_screenshot_and_export(collected, tmp_path):
     dom = _render(chromium, page)
     assert dom.text["js-errors"].strip() == ""
     assert int(dom.text["count-items"]) == len(records)
-    assert "covers_all: True" in dom.text["seal"]
+    with zipfile.ZipFile(out) as zf:
+        sealed = json.loads(zf.read("SEAL.json"))["members"]
+        others = [n for n in zf.namelist() if n != "SEAL.json"]
+    assert sorted(sealed) == sorted(others)
+    assert f"listing {len(sealed)} member(s), exactly the other members" in dom.text["seal"]
     shot = tmp_path / "report.png"
     subprocess.run(
         [

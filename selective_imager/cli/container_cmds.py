@@ -348,27 +348,9 @@ def show(
     out.print(f"  items: {data.get('items', 0)}")
     for key, value in sorted((data.get("outcomes") or {}).items()):
         out.print(f"    {_escape(key)}: {value}")
-    out.print(f"  seal: {_escape(_seal_words(data.get('seal') or {}))}")
+    from selective_imager.collect.report import seal_words
 
-def _seal_words(seal: dict[str, Any]) -> str:
-    """The structural seal status as a sentence (``verify`` re-hashes the content)."""
-    if not seal.get("present"):
-        return "none: the container was not finished (no SEAL.json); run verify"
-    if seal.get("error"):
-        return f"{seal.get('name')} cannot be read: {seal['error']}"
-    text = (
-        f"{seal.get('name')} written {seal.get('created')} by {seal.get('tool')}, "
-        f"listing {seal.get('members')} member(s)"
-    )
-    if seal.get("covers_all"):
-        return text + ", exactly the other members (content checked only by verify)"
-    problems = []
-    if seal.get("unsealed"):
-        problems.append("not covering " + ", ".join(seal["unsealed"]))
-    if seal.get("missing"):
-        problems.append("naming missing " + ", ".join(seal["missing"]))
-    return text + "; DOES NOT MATCH the container: " + "; ".join(problems)
-
+    out.print(f"  seal: {_escape(seal_words(data.get('seal') or {}))}")
 
 def _export(
     container: Path, dest: Path, identities: list[Any] | None, seal: dict[str, Any]

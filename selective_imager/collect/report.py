@@ -132,6 +132,27 @@ def _failures(records: list[dict[str, Any]]) -> str:
     )
 
 
+def seal_words(seal: dict[str, Any]) -> str:
+    """The structural seal status (``summary()["seal"]``) as a sentence; only ``verify``
+    re-hashes the content."""
+    if not seal.get("present"):
+        return "none: the container was not finished (no SEAL.json); run verify"
+    if seal.get("error"):
+        return f"{seal.get('name')} cannot be read: {seal['error']}"
+    text = (
+        f"{seal.get('name')} written {seal.get('created')} by {seal.get('tool')}, "
+        f"listing {seal.get('members')} member(s)"
+    )
+    if seal.get("covers_all"):
+        return text + ", exactly the other members (content checked only by verify)"
+    problems = []
+    if seal.get("unsealed"):
+        problems.append("not covering " + ", ".join(seal["unsealed"]))
+    if seal.get("missing"):
+        problems.append("naming missing " + ", ".join(seal["missing"]))
+    return text + "; DOES NOT MATCH the container: " + "; ".join(problems)
+
+
 def _hashes(acq: dict[str, Any], seal: dict[str, Any] | None) -> str:
     disk = acq.get("disk_hash") or {}
     rows = [
@@ -152,7 +173,7 @@ def _hashes(acq: dict[str, Any], seal: dict[str, Any] | None) -> str:
             "run selective-imager verify to check it"
         )
     else:
-        text = ", ".join(f"{k}: {v}" for k, v in seal.items())
+        text = seal_words(seal)
     rows.append(f'<tr><th>seal</th><td id="seal">{_e(text)}</td></tr>')
     return f'<table id="hashes">{"".join(rows)}</table>'
 
