@@ -78,6 +78,10 @@ def test_kape_layout_paths(kape_folder):
     restored = dest / "C" / "$Extend" / "$J"
     assert restored.stat().st_size == j["size"]
     assert _sha(restored) == j["hashes"]["sha256"]  # the logical file, holes included
+    # $Secure:$SDS as KapeFiles' $SDS target saves it (SaveAsFileName: $Secure_$SDS).
+    sds = by_key[("$Secure", "$SDS")]
+    assert _sha(dest / "C" / "$Secure_$SDS") == sds["hashes"]["sha256"]
+    assert not any(":" in p.name or "%3A" in p.name for p in (dest / "C").iterdir())
 
 
 def _query(dissect_bin: Path, dest: Path, functions: str) -> list[dict]:

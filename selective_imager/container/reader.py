@@ -788,8 +788,14 @@ def _local_parts(volume: str, path: str, stream: str) -> list[str]:
     return parts
 
 
-# KAPE writes the USN journal's streams as files named by the stream in $Extend.
-_KAPE_STREAM_FILES = {("$extend/$usnjrnl", "$j"), ("$extend/$usnjrnl", "$max")}
+# NTFS metadata streams KAPE saves as plain files beside their file (the SaveAsFileName of
+# the KapeFiles targets $J, $SDS and $T): (path, stream) lower-cased -> the file's name.
+_KAPE_STREAM_FILES = {
+    ("$extend/$usnjrnl", "$j"): "$J",
+    ("$extend/$usnjrnl", "$max"): "$Max",
+    ("$secure", "$sds"): "$Secure_$SDS",
+    ("$extend/$rmmetadata/$txflog/$tops", "$t"): "$T",
+}
 LAYOUTS = ("native", "kape")
 
 
@@ -797,8 +803,10 @@ def _kape_parts(letter: str | None, volume: str, path: str, stream: str) -> list
     """KAPE's target-output layout: ``C/Windows/...`` (a drive letter per volume)."""
     first, *nested = split_volume_label(volume or "%")
     top = letter or first
-    if (path.lower(), stream.lower()) in _KAPE_STREAM_FILES:
-        path, stream = f"{path.rsplit('/', 1)[0]}/{stream}", ""
+    saved_as = _KAPE_STREAM_FILES.get((path.lower(), stream.lower()))
+    if saved_as is not None:
+        folder = path.rpartition("/")[0]
+        path, stream = f"{folder}/{saved_as}" if folder else saved_as, ""
     parts = _local_parts(volume, path, stream)
     return [_local_segment(top), *nested, *parts[1 + len(nested) :]]
 
