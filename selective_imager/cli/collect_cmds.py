@@ -120,7 +120,7 @@ def _parse_size(text: str) -> int:
 @app.command()
 @_with_credentials
 def collect(
-    source: Annotated[str, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")],
+    source: Annotated[str | None, typer.Argument(help="Disk image (raw, split, E01, VMDK, VHD/VHDX, QCOW) or device.")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Container file to write (.zip).")
     ] = None,
@@ -279,9 +279,16 @@ def collect(
         str, typer.Option("--image-compression", help="E01: none, empty-block, fast or best.")
     ] = "fast",
     chunk_size: Annotated[str, typer.Option("--chunk-size", help="E01 chunk size.")] = "32KiB",
+    live: Annotated[bool, typer.Option("--live", help="Read this running Linux system's device behind its mounted file systems.")] = False,
+    device: Annotated[list[str] | None, typer.Option("--device", help="With --live: the block device to read.")] = None,
+    allow_output_on_source: Annotated[bool, typer.Option("--allow-output-on-source", help="With --live: allow an output on a file system of the device read.")] = False,
     credentials: _CredentialOptions = _NO_CREDENTIALS,
 ) -> None:
     """Collect rule-selected artifacts into a sealed evidence container (ZIP64)."""
+    if live and len(device or ()) != 1:
+        from selective_imager.cli.live_opts import each_device
+
+        each_device(collect.__wrapped__, dict(locals()))  # type: ignore[attr-defined]
     from selective_imager.collect.collector import CollectOptions, missing_volumes
     from selective_imager.collect.collector import collect as run_collect
     from selective_imager.collect.hashing import parse_algorithms
@@ -325,6 +332,13 @@ def collect(
         discovery = _vss_options(vss, vss_since)
         specs, folders = _rule_specs(rule or [], rule_path)
         ruleset = resolve(specs or ["triage"], rule_paths=folders)
+        live_options: dict[str, Any] = {}
+        if live or device:
+            from selective_imager.cli.live_opts import live_source
+
+            source, live_options = live_source(source, device, output, allow_output_on_source)
+        if source is None:
+            raise _Unrecognised("give a SOURCE (image or device), or --live")
         creds = credentials.build()
         with _open(
             source, creds, discovery, parents=parent, read_timeout=read_timeout
@@ -366,6 +380,7 @@ def collect(
                     resume=resume,
                     listing="triage" in (specs or ["triage"]) if listing is None else listing,
                     stream=stream,
+                    **live_options,
                 )
                 interrupted = False
                 with _RichProgress(quiet or json_output) as progress:
@@ -474,6 +489,8 @@ def _print_collect_summary(
         "notes": report.notes,
         "resumed": report.resumed,
         "stored_hash_check": report.stored_hash.as_dict() if report.stored_hash else None,
+        "changed_while_read": report.changed_while_read,
+        "reread_after_change": report.reread_after_change,
     }
     if json_output:
         print(json.dumps(summary, indent=2))
@@ -493,6 +510,11 @@ def _print_collect_summary(
     table.add_row(
         "read from source", f"{report.source_bytes_read} ({_human(report.source_bytes_read)})"
     )
+    if report.changed_while_read or report.reread_after_change:
+        table.add_row(
+            "changed while read",
+            f"{report.changed_while_read} stored as read, {report.reread_after_change} read again",
+        )
     if report.vss_unchanged:
         table.add_row(
             "shadow-copy items unchanged (not read)",

@@ -61,7 +61,8 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         "tool": "selective-imager",
         "version": __version__,
         "command_line": list(options.command_line),
-        "host": socket.gethostname(),
+        # The host name of the machine the tool ran on; a live run's host facts instead.
+        "host": options.host if options.host is not None else socket.gethostname(),
         "user": _user(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -110,6 +111,9 @@ def acquisition_record(facts: AcquisitionFacts) -> dict[str, Any]:
         "live_source": live_record(disk, facts.sentinel_start) if is_device else None,
         "encryption": encryption_record(options.encrypt_to),
         "listing": list(report.listings) if options.listing else None,
+        "live": options.live,
+        "changed_while_read": report.changed_while_read,
+        "reread_after_change": report.reread_after_change,
     }
 
 

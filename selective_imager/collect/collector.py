@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from selective_imager import __version__
 from selective_imager.collect.acquisition import AcquisitionFacts, acquisition_record, sentinel
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
     from selective_imager.filesystems.base import Filesystem
     from selective_imager.imaging.imager import ImageOptions, ImageTarget
+    from selective_imager.live.recheck import Change
     from selective_imager.models import Extent
     from selective_imager.selection.matcher import Match
     from selective_imager.selection.rules import RuleSet
@@ -117,6 +118,11 @@ class CollectOptions:
         stream: streaming output: called with (output, overwrite), it gives the sink
             the container goes to in order as it is written (an upload, with or
             without a local copy at ``output``); not with ``resume``.
+        recheck: reads an item's record again after its copy (a live device; see
+            :class:`~selective_imager.live.recheck.RecordRecheck`), or None.
+        host: the ``host`` object of a live collection (else the host name is recorded).
+        live: the ``live`` object of a live collection (device, stack, mounts).
+        allow_output_on_source: do not refuse an output on the source device.
     """
 
     hashes: tuple[str, ...] = ALGORITHMS
@@ -138,6 +144,25 @@ class CollectOptions:
     resume: bool = False
     listing: bool = False
     stream: Callable[[Path, bool], StreamSink] | None = None
+    recheck: ItemRecheck | None = None
+    host: dict[str, Any] | None = None
+    live: dict[str, Any] | None = None
+    allow_output_on_source: bool = False
+
+
+class ItemRecheck(Protocol):
+    """Reads an item's record again after its copy; None when it reads as before."""
+
+    def check(self, vol: OpenVolume, match: Match) -> Change | None:
+        """What changed (with a fresh file system to read the item again from), or None."""
+
+
+class _Changed(Exception):
+    """The record changed during the first copy: read the item again."""
+
+    def __init__(self, change: Change) -> None:
+        super().__init__("changed while read")
+        self.change = change
 
 
 COMPLETE = "complete"
@@ -177,6 +202,10 @@ class CollectionReport:
         interrupted: the run was interrupted (Ctrl-C).
         listings: the ``--listing`` record of each volume (members, hashes, counts).
         listing_errors: volumes whose listing could not be written, with the reason.
+        changed_while_read: items whose record changed during their copy and again
+            during the second one (stored as read the second time).
+        reread_after_change: items whose record changed during the first copy and
+            not during the second (the second copy is stored).
     """
 
     output: Path
@@ -200,6 +229,8 @@ class CollectionReport:
     interrupted: bool = False
     listings: list[dict[str, Any]] = field(default_factory=list)
     listing_errors: list[str] = field(default_factory=list)
+    changed_while_read: int = 0
+    reread_after_change: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -224,6 +255,11 @@ class CollectionReport:
             )
         for problem in self.listing_errors:
             reasons.append(f"listing not written: {problem}")
+        if self.changed_while_read:
+            reasons.append(
+                f"{self.changed_while_read} item(s) changed while read: stored as read (each "
+                "hash is of the bytes stored, which may mix states of the file)"
+            )
         if self.unreadable:
             reasons.append(
                 f"{self.unreadable} director(y/ies) or $MFT record(s) unreadable while "
@@ -593,7 +629,10 @@ class _Run:
                 self.report.vss_bytes_not_read += bytes_on_disk(extents, m.size)
                 return
         try:
-            stored = self._store(fs, m, report, label, name, extents, runs)
+            try:
+                stored = self._store(fs, m, report, label, name, extents, runs, vol=vol)
+            except _Changed as changed:
+                stored = self._store_again(vol, m, changed.change, label, name, volume_offset)
         except ContainerError as exc:
             # The output cannot take more (a full disk): the item is recorded as failed
             # if the journal still can be written, and the run ends (see collect()).
@@ -602,6 +641,39 @@ class _Run:
             raise
         if stored is not None:
             self.live.remember(vol, m, extents, *stored)
+
+    def _store_again(
+        self,
+        vol: OpenVolume,
+        m: Match,
+        change: Change,
+        label: str,
+        name: str,
+        volume_offset: int | None,
+    ) -> tuple[str, dict[str, str]] | None:
+        """The second copy of an item whose record changed during the first."""
+        assert change.match is not None and change.filesystem is not None
+        self.event(
+            "warning",
+            "changed-while-read",
+            f"{label}: its record changed during the copy "
+            f"({', '.join(change.differences)}): read again",
+            path=m.entry.path,
+            differences=change.differences,
+        )
+        fs, fresh = change.filesystem, change.match
+        try:
+            try:
+                extents = fs.extents(fresh.entry, fresh.stream)
+            except SelectiveImagerError:
+                extents = ()
+            runs = data_runs(extents, volume_offset)
+            return self._store(
+                fs, fresh, vol.report, label, name, extents, runs,
+                vol=vol, changed_before=change.differences,
+            )  # fmt: skip
+        finally:
+            change.close()
 
     def _store(
         self,
@@ -612,8 +684,16 @@ class _Run:
         name: str,
         extents: tuple[Extent, ...],
         runs: list[dict[str, Any]],
+        *,
+        vol: OpenVolume | None = None,
+        changed_before: dict[str, list[Any]] | None = None,
     ) -> tuple[str, dict[str, str]] | None:
         """Copy one matched stream into the container (hashing it as it streams).
+
+        With a re-check (a live device), the record is read again after the copy: a
+        first copy whose record changed is discarded (:class:`_Changed`); a second
+        one is stored as read, with what changed (``changed_before``: the first
+        copy's differences).
 
         Returns the member holding the content and its hashes, when it was read whole.
         """
@@ -657,10 +737,15 @@ class _Run:
                     self.write_behind.write(member, data)
                     self.progress.advance(len(data))
             self.write_behind.wait()
+            check = self._check(vol, m, changed_before)
         except BaseException:
             self.write_behind.settle()
             member.discard()
             raise
+        if stream.size != m.size:
+            # The record changed between the match and the opening (a live device): the
+            # manifest's size is that of the bytes stored; the record's is kept beside it.
+            check = (check or {}) | {"size": stream.size, "record_size": m.size}
         digests = hasher.hexdigests()
         sha = digests["sha256"]
         hashes = {alg: digests[alg] for alg in self.algorithms}
@@ -690,6 +775,7 @@ class _Run:
                 hashes,
                 runs,
                 sparse=sparse,
+                check=check,
             )
             return self.stored[sha], hashes
         info = member.close(sha256=None if ranges is not None else sha)
@@ -713,8 +799,45 @@ class _Run:
             runs,
             sparse=sparse,
             unreadable=unreadable,
+            check=check,
         )
         return (info.name, hashes) if outcome == Outcome.COLLECTED else None
+
+    def _check(
+        self, vol: OpenVolume | None, m: Match, changed_before: dict[str, list[Any]] | None
+    ) -> dict[str, Any] | None:
+        """The item's re-check record (None without a re-check).
+
+        Raises:
+            _Changed: the first copy's record changed and the item can be read again.
+        """
+        recheck = self.options.recheck
+        if recheck is None or vol is None:
+            return None
+        change = recheck.check(vol, m)
+        if change is None:
+            if changed_before is None:
+                return {"changed_while_read": False}
+            self.report.reread_after_change += 1
+            return {"changed_while_read": False, "first_read_changed": changed_before}
+        if changed_before is None and change.match is not None:
+            raise _Changed(change)
+        change.close()
+        self.report.changed_while_read += 1
+        self.event(
+            "warning",
+            "stored-as-read",
+            f"{m.entry.path}: its record changed during the copy "
+            + ("again: stored as read" if changed_before else "and cannot be read again")
+            + f" ({', '.join(change.differences)})",
+            path=m.entry.path,
+            differences=change.differences,
+        )
+        return {
+            "changed_while_read": True,
+            "first_read_changed": changed_before or change.differences,
+            "second_read_changed": change.differences if changed_before else None,
+        }
 
     def _record(
         self,
@@ -729,6 +852,7 @@ class _Run:
         sparse: dict[str, Any] | None = None,
         unreadable: list[tuple[int, int]] | None = None,
         unchanged_from: str | None = None,
+        check: dict[str, Any] | None = None,
     ) -> None:
         self.report.counts[outcome.value] += 1
         self.manifest.append(
@@ -744,6 +868,7 @@ class _Run:
                 unreadable=unreadable,
                 unchanged_from=unchanged_from,
             )
+            | (check or {})
         )
         if unchanged_from is not None:
             self.report.vss_unchanged += 1
@@ -939,7 +1064,8 @@ def collect(
     problem = missing_volumes(disk, volumes)
     if problem:
         raise ValueError(problem)
-    refuse_output_on_source(disk, output)
+    if not options.allow_output_on_source:
+        refuse_output_on_source(disk, output)
     check_output(output, overwrite=options.overwrite, resume=options.resume)
     resume = prepare_resume(disk, output) if options.resume else None
     run = _Run(disk, ruleset, output, options, progress, resume)

@@ -66,7 +66,8 @@ def _facts(acq: dict[str, Any]) -> str:
         ("started", acq.get("started")),
         ("ended", acq.get("ended")),
         ("status", acq.get("status")),
-        ("host", acq.get("host")),
+        # A live run's host is the host-facts object (collect/host.py).
+        ("host", host.get("hostname") if isinstance(host := acq.get("host"), dict) else host),
         ("user", acq.get("user")),
         ("source", src.get("path")),
         ("source format", src.get("format")),
