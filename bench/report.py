@@ -213,6 +213,22 @@ def targets(res: dict) -> list[dict]:
     if a is not None and f is not None:
         rows.append({"target": "(info) '**/*.lnk' dry run beside fls -r", "met": None,
                      "measured": f"{a / f:.2f}x fls ({_fmt_s(a)} s vs {_fmt_s(f)} s)"})
+    a, b = _wall(res, "listing-win1g", "listing"), _wall(res, "listing-win1g", "no-listing")
+    if a is not None and b is not None:
+        rows.append({"target": "listing-win1g: triage --listing <= 1.15x --no-listing (wall)",
+                     "met": a <= 1.15 * b,
+                     "measured": f"{a / b:.2f}x ({_fmt_s(a)} s vs {_fmt_s(b)} s)",
+                     "margin": f"{(1.15 * b - a):+.2f} s"})
+    a, b = _wall(res, "listing-scale", "listing"), _wall(res, "listing-scale", "no-listing")
+    if a is not None and b is not None:
+        rows.append({"target": "listing-scale: the listing of the big volume < 10 s "
+                               "(collect --listing minus --no-listing)",
+                     "met": a - b < 10, "measured": f"{a - b:.1f} s ({_fmt_s(a)} s - {_fmt_s(b)} s)",
+                     "margin": f"{10 - (a - b):+.1f} s"})
+    a, b = _wall(res, "listing-scale", "own-parser"), _wall(res, "listing-scale", "pyfsntfs")
+    if a is not None and b is not None:
+        rows.append({"target": "(info) listing-scale: own MFT parser vs pyfsntfs per entry",
+                     "met": None, "measured": f"{b / a:.1f}x faster ({_fmt_s(a)} s vs {_fmt_s(b)} s)"})
     a = _wall(res, "startup", "ours")
     if a is not None:
         rows.append({"target": "start-up (--version) < 0.25 s", "met": a < 0.25,

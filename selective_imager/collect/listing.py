@@ -60,7 +60,7 @@ _FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.UTC)
 _UNIX_DELTA = 11_644_473_600
 _READONLY = 0x1
 _HIDDEN = 0x2
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 @dataclass(slots=True)
@@ -112,6 +112,7 @@ class _Clock:
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
+        self._fragments: dict[tuple[int, int, int, int], str] = {}
 
     def iso(self, filetime: int) -> str | None:
         if not filetime:
@@ -140,6 +141,37 @@ class _Clock:
             "accessed": iso(a),
             "filetime": list(values),
         }
+
+    def json(self, values: tuple[int, int, int, int] | None) -> str:
+        """:meth:`times` as JSON text (memoised: files made together share their times)."""
+        if values is None:
+            return "null"
+        text = self._fragments.get(values)
+        if text is None:
+            if len(self._fragments) > 100_000:
+                self._fragments.clear()
+            quoted = []
+            seconds_cache = self._seconds
+            for filetime in values:
+                if not filetime:
+                    quoted.append("null")
+                    continue
+                seconds, frac = divmod(filetime, 10_000_000)
+                base = seconds_cache.get(seconds)
+                if base is None:
+                    quoted.append(_quoted(self.iso(filetime)))
+                else:
+                    quoted.append(f'"{base}.{frac:07d}Z"')
+            c, m, ch, a = values
+            text = self._fragments[values] = (
+                f'{{"created":{quoted[0]},"modified":{quoted[1]},"changed":{quoted[2]},'
+                f'"accessed":{quoted[3]},"filetime":[{c},{m},{ch},{a}]}}'
+            )
+        return text
+
+
+def _quoted(text: str | None) -> str:
+    return "null" if text is None else f'"{text}"'
 
 
 def _unix(filetime: int) -> int:
@@ -262,7 +294,10 @@ class _Output:
         self._body_lines: list[str] = []
 
     def line(self, obj: dict[str, Any]) -> None:
-        self._lines.append(_encode(obj))
+        self.raw_line(_encode(obj))
+
+    def raw_line(self, text: str) -> None:
+        self._lines.append(text)
         if len(self._lines) >= 2048:
             self._flush_lines()
 
@@ -274,7 +309,7 @@ class _Output:
 
     def _flush_lines(self) -> None:
         if self._lines:
-            data = ("\n".join(self._lines) + "\n").encode("utf-8", "surrogatepass")
+            data = ("\n".join(self._lines) + "\n").encode("ascii")
             self._lines.clear()
             packed = self._gzip.compress(data)
             if packed:
@@ -348,22 +383,26 @@ def _ntfs_listing(
 ) -> None:
     clock = _Clock()
     paths = _Paths()
-    waiting: list[MftRecord] = []
+    waiting: list[tuple[MftRecord, list[FileName]]] = []
     mount = f"{label}/"
     for record in records:
         if record.damage:
             summary.damaged += 1
             if len(summary.problems) < 20:
                 summary.problems.append(f"MFT record {record.entry}: {record.damage}")
-            out.line(_damaged_line(record))
+            out.raw_line(_damaged_line(record))
             continue
         links = _links(record)
         if record.is_directory:
             paths.add(record, links[0] if links else None)
         if not _emit(record, links, paths, clock, out, summary, mount, final=False):
-            waiting.append(record)
-    for record in waiting:
-        _emit(record, _links(record), paths, clock, out, summary, mount, final=True)
+            waiting.append((record, links))
+    for record, links in waiting:
+        _emit(record, links, paths, clock, out, summary, mount, final=True)
+
+
+_J = json.encoder.encode_basestring_ascii
+_ATTRIBUTES: dict[int, str] = {}  # flags -> the JSON list's items
 
 
 def _emit(
@@ -377,7 +416,12 @@ def _emit(
     *,
     final: bool,
 ) -> bool:
-    """Write the record's line and rows; False when a directory is not known yet."""
+    """Write the record's line and rows; False when a directory is not known yet.
+
+    The JSON line is formatted by hand (``json.dumps`` of a dict costs three times as
+    much, and a volume has millions of entries); strings go through the json module's
+    own escaping, ASCII-only so that a lone surrogate in a name stays valid JSON.
+    """
     full: list[tuple[str, FileName | None]] = []
     orphan = False
     if record.entry == _ROOT:
@@ -400,47 +444,71 @@ def _emit(
     summary.deleted += deleted
     summary.orphans += orphan
     primary = full[0][1]
-    default = next((s for s in record.streams if not s.name), None)
-    ads = [s for s in record.streams if s.name]
-    extra = [n for n in record.names if n is not primary]
-    dos = next((n.name for n in record.names if n.namespace == NAMESPACE_DOS), None)
+    default = None
+    has_ads = False
+    for stream in record.streams:
+        if stream.name:
+            has_ads = True
+        elif default is None:
+            default = stream
     flags = record.si_flags
-    out.line(
-        {
-            "path": full[0][0],
-            "links": [p for p, _ in full[1:]],
-            "name": primary.name if primary is not None else None,
-            "entry": record.entry,
-            "sequence": record.sequence,
-            "parent_entry": primary.parent_entry if primary is not None else None,
-            "parent_sequence": primary.parent_sequence if primary is not None else None,
-            "in_use": record.in_use,
-            "deleted": deleted,
-            "orphan": orphan,
-            "directory": record.is_directory,
-            "size": default.size if default is not None else None,
-            "allocated": default.allocated if default is not None else None,
-            "resident": default.resident if default is not None else None,
-            "flags": flags if record.si is not None else None,
-            "attributes": list(attribute_names(flags)),
-            "si": clock.times(record.si),
-            "fn": clock.times(primary.times) if primary is not None else None,
-            "dos_name": dos,
-            "names": [
-                {
-                    "name": n.name,
-                    "namespace": n.namespace,
-                    "parent_entry": n.parent_entry,
-                    "parent_sequence": n.parent_sequence,
-                    "fn": clock.times(n.times),
-                }
-                for n in extra
-            ],
-            "ads": [{"name": s.name, "size": s.size, "allocated": s.allocated} for s in ads],
-            "reparse": record.reparse,
-            "link_count": record.link_count,
-            "damage": None,
-        }
+    true, false, null = "true", "false", "null"
+    if primary is not None:
+        name_part = (
+            f'"name":{_J(primary.name)},"entry":{record.entry},"sequence":{record.sequence},'
+            f'"parent_entry":{primary.parent_entry},"parent_sequence":{primary.parent_sequence},'
+        )
+    else:
+        name_part = (
+            f'"name":null,"entry":{record.entry},"sequence":{record.sequence},'
+            '"parent_entry":null,"parent_sequence":null,'
+        )
+    if default is not None:
+        allocated = null if default.allocated is None else default.allocated
+        size_part = (
+            f'"size":{default.size},"allocated":{allocated},'
+            f'"resident":{true if default.resident else false},'
+        )
+    else:
+        size_part = '"size":null,"allocated":null,"resident":null,'
+    extra = ""
+    if len(record.names) > 1:
+        extra = ",".join(
+            f'{{"name":{_J(n.name)},"namespace":{n.namespace},"parent_entry":{n.parent_entry},'
+            f'"parent_sequence":{n.parent_sequence},"fn":{clock.json(n.times)}}}'
+            for n in record.names
+            if n is not primary
+        )
+    dos = None
+    for n in record.names:
+        if n.namespace == NAMESPACE_DOS:
+            dos = n.name
+            break
+    ads = (
+        ""
+        if not has_ads
+        else ",".join(
+            f'{{"name":{_J(s.name)},"size":{s.size},'
+            f'"allocated":{null if s.allocated is None else s.allocated}}}'
+            for s in record.streams
+            if s.name
+        )
+    )
+    attrs = _ATTRIBUTES.get(flags)
+    if attrs is None:
+        attrs = _ATTRIBUTES[flags] = ",".join(f'"{a}"' for a in attribute_names(flags))
+    links_part = ",".join(_J(p) for p, _ in full[1:])
+    out.raw_line(
+        f'{{"path":{_J(full[0][0])},"links":[{links_part}],{name_part}'
+        f'"in_use":{true if record.in_use else false},"deleted":{true if deleted else false},'
+        f'"orphan":{true if orphan else false},'
+        f'"directory":{true if record.is_directory else false},{size_part}'
+        f'"flags":{flags if record.si is not None else null},"attributes":[{attrs}],'
+        f'"si":{clock.json(record.si)},'
+        f'"fn":{clock.json(primary.times) if primary is not None else null},'
+        f'"dos_name":{_J(dos) if dos is not None else null},"names":[{extra}],"ads":[{ads}],'
+        f'"reparse":{true if record.reparse else false},"link_count":{record.link_count},'
+        '"damage":null}'
     )
     _ntfs_rows(record, full, out, mount)
     return True
@@ -499,33 +567,35 @@ def _ntfs_rows(
             )
 
 
-def _damaged_line(record: MftRecord) -> dict[str, Any]:
-    return {
-        "path": None,
-        "links": [],
-        "name": None,
-        "entry": record.entry,
-        "sequence": None,
-        "parent_entry": None,
-        "parent_sequence": None,
-        "in_use": None,
-        "deleted": None,
-        "orphan": None,
-        "directory": None,
-        "size": None,
-        "allocated": None,
-        "resident": None,
-        "flags": None,
-        "attributes": [],
-        "si": None,
-        "fn": None,
-        "dos_name": None,
-        "names": [],
-        "ads": [],
-        "reparse": None,
-        "link_count": None,
-        "damage": record.damage,
-    }
+def _damaged_line(record: MftRecord) -> str:
+    return _encode(
+        {
+            "path": None,
+            "links": [],
+            "name": None,
+            "entry": record.entry,
+            "sequence": None,
+            "parent_entry": None,
+            "parent_sequence": None,
+            "in_use": None,
+            "deleted": None,
+            "orphan": None,
+            "directory": None,
+            "size": None,
+            "allocated": None,
+            "resident": None,
+            "flags": None,
+            "attributes": [],
+            "si": None,
+            "fn": None,
+            "dos_name": None,
+            "names": [],
+            "ads": [],
+            "reparse": None,
+            "link_count": None,
+            "damage": record.damage,
+        }
+    )
 
 
 # -- other file systems: the walk -------------------------------------------------------

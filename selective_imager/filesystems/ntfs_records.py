@@ -6,7 +6,9 @@ slow; this module reads the $MFT in big sequential pieces and parses each record
 what a listing needs: the record header, ``$STANDARD_INFORMATION``, every
 ``$FILE_NAME``, ``$DATA`` streams, ``$INDEX_ROOT``, ``$REPARSE_POINT`` presence and
 ``$ATTRIBUTE_LIST`` (attributes held by extension records are taken from those records,
-read in the same pass). Times stay the raw FILETIME integers.
+read in the same pass). Times stay the raw FILETIME integers. The records are named
+tuples, immutable like the frozen dataclasses elsewhere but three times cheaper to build:
+a volume has millions of them.
 
 A record whose update-sequence check fails, or that has no ``FILE`` signature where the
 $MFT bitmap says it is in use, is reported as damaged, never used. Checked against
@@ -25,8 +27,8 @@ References:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -75,8 +77,7 @@ _LIST_ENTRY = struct.Struct("<IHBBQQH")  # type, length, name len/off, start VCN
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
-class FileName:
+class FileName(NamedTuple):
     """One ``$FILE_NAME`` attribute.
 
     Attributes:
@@ -100,8 +101,7 @@ class FileName:
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
-class DataStream:
+class DataStream(NamedTuple):
     """A ``$DATA`` attribute (``kind`` 0x80) or an ``$INDEX_ROOT`` (0x90).
 
     Attributes:
@@ -121,8 +121,7 @@ class DataStream:
     kind: int = ATTR_DATA
 
 
-@dataclass(frozen=True, slots=True)
-class MftRecord:
+class MftRecord(NamedTuple):
     """What one MFT entry says of itself (extension records already merged in).
 
     Attributes:
@@ -407,11 +406,11 @@ def _finish(
     for part in (base, *extensions):
         for fn in part.names:
             new_id = listed_id(ATTR_FN, "", 0, part.entry, fn.attribute_id)
-            names.append(fn if new_id == fn.attribute_id else replace(fn, attribute_id=new_id))
+            names.append(fn if new_id == fn.attribute_id else fn._replace(attribute_id=new_id))
         for kind, name, vcn, stream in part.streams:
             new_id = listed_id(kind, name, vcn, part.entry, stream.attribute_id)
             if new_id != stream.attribute_id:
-                stream = replace(stream, attribute_id=new_id)
+                stream = stream._replace(attribute_id=new_id)
             segments.append((kind, name, vcn, stream))
         reparse = reparse or part.reparse
     # A stream split over records: the segment starting at VCN 0 holds the sizes.
@@ -443,6 +442,23 @@ def _finish(
         extensions=tuple(e.entry for e in extensions),
         damage=problem,
     )
+
+
+def _plain(parsed: _Parsed) -> MftRecord:
+    """A record without extension records (the common case: no merging, no re-ids)."""
+    data: list[DataStream] = []
+    indexes: list[DataStream] = []
+    seen: set[tuple[int, str]] = set()
+    for kind, name, vcn, stream in parsed.streams:
+        if vcn or (kind, name) in seen:
+            continue  # a later segment of a stream split within the record
+        seen.add((kind, name))
+        (data if kind == ATTR_DATA else indexes).append(stream)
+    return MftRecord(
+        parsed.entry, parsed.sequence, parsed.in_use, parsed.directory, parsed.base_entry,
+        parsed.link_count, parsed.si, parsed.si_flags, parsed.si_owner, tuple(parsed.names),
+        tuple(data), tuple(indexes), parsed.reparse,
+    )  # fmt: skip
 
 
 def iter_records(
@@ -522,7 +538,7 @@ def iter_records(
                     continue
                 yield _merged(parsed, extensions, read_runs)
                 continue
-            yield _finish(parsed, [])
+            yield _plain(parsed)
     for number in sorted(waiting):
         base = waiting[number]
         listed = _listed(base, read_runs)
