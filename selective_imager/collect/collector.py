@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from selective_imager.collect.hashing import DiskHashResult
+    from selective_imager.collect.listing import PendingListing
     from selective_imager.container.age import Recipient
     from selective_imager.container.zipwriter import StreamSink
     from selective_imager.discovery import Disk, OpenVolume, VolumeReport
@@ -542,6 +543,7 @@ class _Run:
         # _PRECOUNT_MAX the rest is streamed and the total stays unknown. A live device
         # is always streamed: each item's metadata is then read just before its content.
         limit = 0 if self.disk.source.info.is_device else _PRECOUNT_MAX
+        listing = self._start_listing(report, fs) if self.options.listing else None
         found = match(fs, self.ruleset, strategy=self.options.strategy, on_error=on_error)
         head = list(itertools.islice(found, limit))
         if len(head) < limit:
@@ -553,30 +555,42 @@ class _Run:
         try:
             for m in itertools.chain(head, found):
                 self.collect_item(vol, fs, m)
-            if self.options.listing:
-                self._listing(report, fs)
+            if listing is not None:
+                self._store_listing(report, listing)
+                listing = None
         finally:
+            if listing is not None:
+                listing.abort()
             self.progress.done()
             if report.snapshot is not None:
                 # One store's file system at a time: hundreds of stores stay bounded.
                 self.live.forget(vol)
                 vol.close()
 
-    def _listing(self, report: VolumeReport, fs: Filesystem) -> None:
-        """Write the volume's listing; a file system that cannot be listed is recorded."""
-        from selective_imager.collect.listing import LISTING_PREFIX, write_listing
+    def _start_listing(self, report: VolumeReport, fs: Filesystem) -> PendingListing | None:
+        """Start the volume's listing (see :class:`PendingListing`); None when not wanted."""
+        from selective_imager.collect.listing import LISTING_PREFIX, PendingListing
 
         if f"{LISTING_PREFIX}{report.label}.jsonl.gz" in self.writer:
             # Kept from the run this one resumes (members are never written twice).
             self.event("info", "listing-kept", f"volume {report.label}: listing kept")
-            return
+            return None
         try:
-            summary = write_listing(self.writer, report.label, fs, self.output.parent)
+            return PendingListing(report.label, fs, self.output.parent)
         except ContainerError:
             raise
         except SelectiveImagerError as exc:
-            self.report.listing_errors.append(f"volume {report.label}: {exc}")
-            self.event("error", "listing-failed", f"volume {report.label}: {exc}")
+            self._listing_failed(report, exc)
+            return None
+
+    def _store_listing(self, report: VolumeReport, listing: PendingListing) -> None:
+        """Write the volume's listing; a file system that cannot be listed is recorded."""
+        try:
+            summary = listing.store(self.writer)
+        except ContainerError:
+            raise
+        except SelectiveImagerError as exc:
+            self._listing_failed(report, exc)
             return
         record = summary.as_dict()
         self.report.listings.append(record)
@@ -588,6 +602,10 @@ class _Run:
             volume=report.volume.index,
             **{k: record[k] for k in ("entries", "deleted", "damaged", "orphans")},
         )
+
+    def _listing_failed(self, report: VolumeReport, exc: SelectiveImagerError) -> None:
+        self.report.listing_errors.append(f"volume {report.label}: {exc}")
+        self.event("error", "listing-failed", f"volume {report.label}: {exc}")
 
     def _note_stores(self, report: VolumeReport) -> None:
         """Record the shadow copies asked for that could not be opened (the rest goes on)."""

@@ -33,14 +33,16 @@ import datetime as _dt
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selective_imager.collect.exports import body_row
-from selective_imager.errors import ContainerError, SelectiveImagerError
-from selective_imager.filesystems.ntfs_records import ATTR_INDEX_ROOT, NAMESPACE_DOS
+from selective_imager.errors import ContainerError, FilesystemError, SelectiveImagerError
+from selective_imager.filesystems.ntfs_records import ATTR_INDEX_ROOT, NAMESPACE_DOS, iter_records
 from selective_imager.models import attribute_names
+from selective_imager.streams import ByteStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -50,9 +52,17 @@ if TYPE_CHECKING:
     from selective_imager.filesystems.ntfs_records import FileName, MftRecord
     from selective_imager.models import FileEntry, Timestamp, TimestampSet
 
-__all__ = ["LISTING_PREFIX", "ListingSummary", "write_listing"]
+__all__ = [
+    "BACKGROUND_MFT_LIMIT",
+    "LISTING_PREFIX",
+    "ListingSummary",
+    "PendingListing",
+    "write_listing",
+]
 
 LISTING_PREFIX = "listing/"
+#: A $MFT up to this size is read whole and listed in a thread beside the collection.
+BACKGROUND_MFT_LIMIT = 256 << 20
 ORPHANS = "$OrphanFiles"
 _ROOT = 5
 _CHUNK = 1 << 20
@@ -271,9 +281,13 @@ def _links(record: MftRecord) -> list[FileName]:
 
 
 class _Output:
-    """The gzip JSON Lines member (streamed) and the bodyfile (a temporary file)."""
+    """The gzip JSON Lines and the bodyfile, spooled to temporary files beside the output.
 
-    def __init__(self, writer: ZipWriter, label: str, workdir: Path) -> None:
+    Spooled, so that the listing can be made while the collection writes its members
+    (a ZIP writer takes one member at a time); :meth:`store` copies them in.
+    """
+
+    def __init__(self, label: str, workdir: Path) -> None:
         import zlib
 
         try:
@@ -282,16 +296,22 @@ class _Output:
             self._gzip: Any = _zlib.compressobj(1, _zlib.DEFLATED, 31)
         except ImportError:  # pragma: no cover - zlib-ng is a dependency
             self._gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
-        self.writer = writer
         self.jsonl_name = f"{LISTING_PREFIX}{label}.jsonl.gz"
         self.body_name = f"{LISTING_PREFIX}{label}.bodyfile"
-        self._member = writer.begin(self.jsonl_name, compress=False)
         self._lines: list[str] = []
-        self._pending = 0
-        fd, body_path = tempfile.mkstemp(prefix=".listing-", suffix=".body", dir=workdir)
-        self._body_path = body_path
-        self._body = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
         self._body_lines: list[str] = []
+        self._paths: list[Path] = []
+        self._jsonl = self._spool(workdir, ".jsonl.gz")
+        self._body = self._spool(workdir, ".body")
+
+    def _spool(self, workdir: Path, suffix: str) -> Any:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".listing-", suffix=suffix, dir=workdir)
+        except OSError as exc:
+            self._remove()
+            raise ContainerError(f"cannot write the listing beside the output: {exc}") from exc
+        self._paths.append(Path(name))
+        return os.fdopen(fd, "wb")
 
     def line(self, obj: dict[str, Any]) -> None:
         self.raw_line(_encode(obj))
@@ -304,78 +324,186 @@ class _Output:
     def body(self, row: str) -> None:
         self._body_lines.append(row)
         if len(self._body_lines) >= 4096:
-            self._body.write("\n".join(self._body_lines) + "\n")
-            self._body_lines.clear()
+            self._flush_body()
 
     def _flush_lines(self) -> None:
         if self._lines:
             data = ("\n".join(self._lines) + "\n").encode("ascii")
             self._lines.clear()
-            packed = self._gzip.compress(data)
-            if packed:
-                self._member.write(packed)
+            self._jsonl.write(self._gzip.compress(data))
 
-    def finish(self, summary: ListingSummary) -> None:
-        self._flush_lines()
-        self._member.write(self._gzip.flush())
-        info = self._member.close()
-        summary.jsonl = {"member": info.name, "sha256": info.sha256 or ""}
+    def _flush_body(self) -> None:
         if self._body_lines:
-            self._body.write("\n".join(self._body_lines) + "\n")
+            text = "\n".join(self._body_lines) + "\n"
             self._body_lines.clear()
-        self._body.close()
-        member = self.writer.begin(self.body_name, compress=True)
+            self._body.write(text.encode("utf-8", "surrogateescape"))
+
+    def close(self) -> None:
+        """Flush everything to the spool files (the listing is complete)."""
         try:
-            with open(self._body_path, "rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    member.write(chunk)
-        except BaseException:
-            member.discard()
-            raise
-        body = member.close()
-        summary.bodyfile = {"member": body.name, "sha256": body.sha256 or ""}
+            self._flush_lines()
+            self._jsonl.write(self._gzip.flush())
+            self._flush_body()
+            self._jsonl.close()
+            self._body.close()
+        except OSError as exc:
+            raise ContainerError(f"cannot write the listing beside the output: {exc}") from exc
+
+    def store(self, writer: ZipWriter, summary: ListingSummary) -> None:
+        """Copy the spooled files into their members (hashed while written)."""
+        for path, name, compress, key in (
+            (self._paths[0], self.jsonl_name, False, "jsonl"),
+            (self._paths[1], self.body_name, True, "bodyfile"),
+        ):
+            member = writer.begin(name, compress=compress)
+            try:
+                with path.open("rb") as fh:
+                    while chunk := fh.read(_CHUNK):
+                        member.write(chunk)
+            except BaseException:
+                member.discard()
+                raise
+            info = member.close()
+            setattr(summary, key, {"member": info.name, "sha256": info.sha256 or ""})
         self._remove()
 
     def abort(self) -> None:
-        with contextlib.suppress(ContainerError):
-            self._member.discard()
-        with contextlib.suppress(OSError):
-            self._body.close()
+        for fh in (self._jsonl, self._body):
+            with contextlib.suppress(OSError):
+                fh.close()
         self._remove()
 
     def _remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            Path(self._body_path).unlink()
+        for path in self._paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+class PendingListing:
+    """A volume's listing being made (in a thread when it can), stored by :meth:`store`.
+
+    On NTFS whose $MFT is at most :data:`BACKGROUND_MFT_LIMIT`, the $MFT is read whole
+    first (one sequential read), then parsed and written in a thread while the
+    collection copies the volume's files: the copy's hashing, deflating and reading
+    release the GIL, the listing's parsing uses it. A larger $MFT, or another file
+    system, is listed by :meth:`store` itself (never two readers on one stream).
+    """
+
+    def __init__(
+        self, label: str, fs: Filesystem, workdir: Path, *, background: bool = True
+    ) -> None:
+        from selective_imager.filesystems.ntfs import NtfsFilesystem
+
+        self.label = label
+        self._fs = fs
+        self._workdir = workdir
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._out: _Output | None = None
+        self.summary = ListingSummary(label, "mft" if isinstance(fs, NtfsFilesystem) else "walk")
+        image = None
+        if background and isinstance(fs, NtfsFilesystem):
+            image = fs.mft_image(BACKGROUND_MFT_LIMIT)
+        if image is not None:
+            record_size, data, in_use = image
+            self._out = _Output(label, workdir)
+            self._cancel = threading.Event()
+            records = _until(iter_records(_Bytes(data), record_size, in_use=in_use), self._cancel)
+            self._thread = threading.Thread(
+                target=self._run, args=(records,), name=f"listing-{label}", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, records: Iterator[MftRecord]) -> None:
+        assert self._out is not None
+        try:
+            _ntfs_listing(records, self.label, self._out, self.summary)
+            self._out.close()
+        except Exception as exc:  # noqa: BLE001 - raised again by store(), in the collecting thread
+            self._error = exc
+
+    def store(self, writer: ZipWriter) -> ListingSummary:
+        """Finish the listing (or make it now) and write its two members.
+
+        Raises:
+            ContainerError: the container (or the spool files) cannot be written.
+            FilesystemError: the file system cannot be listed at all.
+        """
+        if self._thread is None:
+            return self._inline(writer)
+        self._thread.join()
+        assert self._out is not None
+        if self._error is not None:
+            self._out.abort()
+            if isinstance(self._error, SelectiveImagerError):
+                raise self._error
+            raise FilesystemError(f"cannot list the volume: {self._error}") from self._error
+        try:
+            self._out.store(writer, self.summary)
+        except BaseException:
+            self._out.abort()
+            raise
+        return self.summary
+
+    def _inline(self, writer: ZipWriter) -> ListingSummary:
+        from selective_imager.filesystems.ntfs import NtfsFilesystem
+
+        out = _Output(self.label, self._workdir)
+        try:
+            if isinstance(self._fs, NtfsFilesystem):
+                _ntfs_listing(self._fs.mft_records(), self.label, out, self.summary)
+            else:
+                _walk_listing(self._fs, self.label, out, self.summary)
+            out.close()
+            out.store(writer, self.summary)
+        except BaseException:
+            out.abort()
+            raise
+        return self.summary
+
+    def abort(self) -> None:
+        """Stop caring about the listing (the run is ending): its spool files go."""
+        if self._thread is not None:
+            self._cancel.set()
+            self._thread.join()
+            if self._out is not None:
+                self._out.abort()
+
+
+def _until(records: Iterator[MftRecord], cancel: threading.Event) -> Iterator[MftRecord]:
+    """The records until ``cancel`` is set (checked every 4096)."""
+    for count, record in enumerate(records):
+        if not count % 4096 and cancel.is_set():
+            raise FilesystemError("the listing was cancelled")
+        yield record
+
+
+class _Bytes(ByteStream):
+    """The $MFT read whole, as a stream for :func:`iter_records`."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(len(data))
+        self._data = data
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        return self._data[offset : offset + size]
 
 
 def write_listing(writer: ZipWriter, label: str, fs: Filesystem, workdir: Path) -> ListingSummary:
-    """Write ``listing/<label>.jsonl.gz`` and ``listing/<label>.bodyfile`` for ``fs``.
+    """Write ``listing/<label>.jsonl.gz`` and ``listing/<label>.bodyfile`` for ``fs`` now.
 
     Args:
         writer: the container (no member may be open).
         label: the volume label (``p3``, ``p3/vss2``).
         fs: the open file system.
-        workdir: where the bodyfile is spooled before it is stored (beside the output).
+        workdir: where the two files are spooled before they are stored (beside the
+            output).
 
     Raises:
         ContainerError: the container cannot be written.
         FilesystemError: the $MFT (or the root) cannot be read at all.
     """
-    from selective_imager.filesystems.ntfs import NtfsFilesystem
-
-    out = _Output(writer, label, workdir)
-    try:
-        if isinstance(fs, NtfsFilesystem):
-            summary = ListingSummary(label, "mft")
-            _ntfs_listing(fs.mft_records(), label, out, summary)
-        else:
-            summary = ListingSummary(label, "walk")
-            _walk_listing(fs, label, out, summary)
-        out.finish(summary)
-    except BaseException:
-        out.abort()
-        raise
-    return summary
+    return PendingListing(label, fs, workdir, background=False).store(writer)
 
 
 def _ntfs_listing(

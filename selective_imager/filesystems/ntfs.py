@@ -35,7 +35,7 @@ from selective_imager.models import (
 from selective_imager.streams import ByteStream, LibyalStream, RangeStream, make_tsk_image
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from selective_imager.filesystems.ntfs_records import MftRecord
 
@@ -479,6 +479,44 @@ class NtfsFilesystem(Filesystem):
             self._stream, extents, length, length if valid is None else valid, "$MFT"
         )
         yield from iter_records(mft, size, in_use=self._mft_in_use, read_runs=self._read_runs)
+
+    def mft_image(self, limit: int) -> tuple[int, bytes, Callable[[int], bool | None]] | None:
+        """(record size, the whole $MFT, the bitmap's in-use answer) when it is at most
+        ``limit`` bytes, else None; read in one sequential pass.
+
+        What it returns needs no further reads of the volume, so another thread may
+        parse it (:func:`~selective_imager.filesystems.ntfs_records.iter_records`;
+        without ``read_runs``, a non-resident attribute list is resolved from the
+        extension records' own base references).
+
+        Raises:
+            FilesystemError: the $MFT cannot be read.
+        """
+        layout = self._mft_layout()
+        if layout is None:
+            raise FilesystemError("cannot read the $MFT: its layout is unknown")
+        size, extents = layout
+        try:
+            fe = self._volume.get_file_entry(0)
+            length = int(fe.get_size())
+            valid = _valid_data_size(fe, "")
+        except OSError as exc:
+            raise FilesystemError(f"cannot read the $MFT: {short_error(exc)}") from exc
+        if length > limit:
+            return None
+        if not size or not extents:
+            raise FilesystemError("cannot read the $MFT: it has no data runs")
+        mft = _ExtentStream(
+            self._stream, extents, length, length if valid is None else valid, "$MFT"
+        )
+        data = bytearray()
+        while len(data) < length:
+            chunk = mft.read_at(len(data), min(4 << 20, length - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        self._mft_in_use(0)  # loads the bitmap now: later answers read no volume
+        return size, bytes(data), self._mft_in_use
 
     def _read_runs(self, runs: bytes, size: int) -> bytes:
         """A non-resident value read from the volume along its mapping pairs."""
