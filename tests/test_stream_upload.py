@@ -334,3 +334,115 @@ def test_a_lost_upload_without_local_copy_is_not_complete(sshd, disk, tmp_path):
         fh.write(bytes([byte[0] ^ 1]))
     with pytest.raises(TransferError, match="differs"):
         sinks[0].deliver()
+
+
+def test_ctrl_c_of_a_remote_only_run_says_what_arrived(sshd, disk, tmp_path):
+    """SIGINT to ``collect --no-local-copy``: wherever it lands (still collecting, or
+    waiting for the last bytes to go out), exit 1 and the truth about the remote file."""
+    exe = VENV_BIN / "selective-imager"
+    if not exe.exists():
+        pytest.skip("the console script is not installed in .venv")
+    image, rule, _ = disk
+    here = tmp_path / "suspect"
+    here.mkdir()
+    remote = tmp_path / "inbox" / "case.zip"
+    remote.parent.mkdir()
+    proc = subprocess.Popen(
+        [str(exe), "collect", str(image), "-o", str(here / "case.zip"), "--rule", str(rule),
+         "--quiet", "--disk-hash", "none", "--no-local-copy", *upload_args(sshd, remote)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if remote.exists() and remote.stat().st_size >= 2 << 20:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.001)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert "--resume" not in stderr and not (here / "case.zip").exists()
+    if "finished as incomplete; delivered" in stderr:
+        verify = CliRunner().invoke(app, ["verify", str(remote), "--json"])
+        assert json.loads(verify.stdout)["status"] == "incomplete" and unzip_ok(remote)
+    else:
+        assert "interrupted while the container was being sent: not delivered" in stderr, stderr
+        confirmed = int(stderr.split("the first ")[1].split(" ")[0])
+        assert confirmed <= remote.stat().st_size
+        assert (here / "case.zip.manifest.jsonl.part").exists()  # kept for recover
+
+
+def test_ctrl_c_while_the_last_bytes_go_out_stops_the_upload(sshd, disk, tmp_path):
+    """The container is written whole (into the 32 MiB journal) and the run waits for
+    the upload (throttled here) when Ctrl-C comes: stopped, never delivered."""
+    from selective_imager.collect.collector import CollectOptions
+    from selective_imager.collect.collector import collect as run_collect
+    from selective_imager.discovery import open_disk
+    from selective_imager.errors import TransferError
+    from selective_imager.selection.rules import resolve
+    from selective_imager.transfer.sftp import SftpUploader, parse_target
+    from selective_imager.transfer.stream import StreamingUpload
+
+    image, rule, _ = disk
+    remote = tmp_path / "inbox.zip"
+    uploader = SftpUploader(
+        parse_target(f"sftp://root@127.0.0.1:{sshd.port}{remote}"),
+        known_hosts=sshd.root / "known_hosts", key_file=sshd.root / "client",
+    )
+    sinks: list[StreamingUpload] = []
+
+    def on_sent(sent: int) -> None:
+        time.sleep(0.05)
+        if sinks[0]._closing and len(sinks) == 1:
+            sinks.append(sinks[0])  # once
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+
+    def factory(output: Path, overwrite: bool) -> StreamingUpload:
+        sinks.append(StreamingUpload(uploader, None, on_sent=on_sent))
+        return sinks[0]
+
+    with open_disk(str(image)) as d, pytest.raises(KeyboardInterrupt):
+        run_collect(d, resolve([str(rule)]), tmp_path / "j.zip", CollectOptions(disk_hash=(), stream=factory))
+    sink = sinks[0]
+    assert sink.sha256 is None and sink.error == "interrupted before the upload finished"
+    assert sink.acknowledged <= remote.stat().st_size
+    with pytest.raises(AssertionError):
+        sink.deliver()  # there is no streamed hash to deliver against
+    with pytest.raises(TransferError):
+        uploader.verify("0" * 64, 0)
+    assert not unzip_ok(remote)
+
+
+def test_ctrl_c_during_the_collection_finishes_the_remote_container(sshd, disk, tmp_path):
+    """Ctrl-C (in the main thread) while the journal bound holds the collection back:
+    the container is finished as incomplete through the stream and delivered."""
+    from selective_imager.collect.collector import CollectOptions
+    from selective_imager.collect.collector import collect as run_collect
+    from selective_imager.discovery import open_disk
+    from selective_imager.selection.rules import resolve
+    from selective_imager.transfer.sftp import SftpUploader, parse_target
+    from selective_imager.transfer.stream import StreamingUpload
+
+    image, rule, _ = disk
+    remote = tmp_path / "inbox.zip"
+    uploader = SftpUploader(
+        parse_target(f"sftp://root@127.0.0.1:{sshd.port}{remote}"),
+        known_hosts=sshd.root / "known_hosts", key_file=sshd.root / "client",
+    )
+    sinks: list[StreamingUpload] = []
+
+    def on_sent(sent: int) -> None:
+        if sent >= 3 << 20 and not sinks[0]._closing and len(sinks) == 1:
+            sinks.append(sinks[0])  # once
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+
+    def factory(output: Path, overwrite: bool) -> StreamingUpload:
+        sinks.append(StreamingUpload(uploader, None, memory=2 << 20, on_sent=on_sent))
+        return sinks[0]
+
+    with open_disk(str(image)) as d, pytest.raises(KeyboardInterrupt):
+        run_collect(d, resolve([str(rule)]), tmp_path / "j.zip", CollectOptions(disk_hash=(), stream=factory))
+    done = sinks[0].deliver()
+    assert sha256sum(remote) == done.sha256 and unzip_ok(remote)
+    verify = CliRunner().invoke(app, ["verify", str(remote), "--json"])
+    report = json.loads(verify.stdout)
+    assert verify.exit_code == 1 and report["intact"] is True and report["status"] == "incomplete"

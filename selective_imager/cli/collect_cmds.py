@@ -392,10 +392,7 @@ def collect(
                         out.print(_escape(str(exc)))
                         raise typer.Exit(EXIT_OK) from None
                 if interrupted:
-                    err.print(
-                        f"interrupted: {output} was finished as incomplete "
-                        "(continue it with --resume)"
-                    )
+                    _interrupted(output, uploader, stream)
                     raise typer.Exit(EXIT_PARTIAL)
                 code = report.exit_code
                 delivery = None
@@ -410,6 +407,26 @@ def collect(
                 if json_output or not quiet:
                     _print_collect_summary(report, json_output, delivery)
     raise typer.Exit(code)
+
+
+def _interrupted(output: Path, uploader: Any, stream: Any) -> None:
+    """Say where the container finished as incomplete went (and whether it arrived)."""
+    sink = stream.sink if stream is not None else None
+    if sink is None:
+        err.print(f"interrupted: {output} was finished as incomplete (continue it with --resume)")
+        return
+    if sink.sha256 is None:  # Ctrl-C while the last bytes were going out
+        whole = f"; {output} holds the container whole" if stream.local_copy else ""
+        err.print(
+            f"interrupted while the container was being sent: not delivered; the first "
+            f"{sink.acknowledged} byte(s) of {_escape(str(uploader.target))} are the "
+            f"container's, confirmed{_escape(whole)}"
+        )
+        return
+    where = f"{output} and {uploader.target}" if stream.local_copy else str(uploader.target)
+    delivery = _deliver(uploader, output, sink.sha256, stream)
+    verdict = "delivered" if delivery["delivered"] else f"not delivered: {delivery['error']}"
+    err.print(f"interrupted: {_escape(where)} finished as incomplete; {_escape(verdict)}")
 
 
 def _uploader(url: str, known_hosts: Path | None, key: Path | None, *, absent: bool) -> Any:

@@ -106,6 +106,7 @@ class StreamingUpload:
         self._jstart = 0
         self._sent = 0  # stream[:_sent] handed to the remote file
         self._acked = 0  # stream[:_acked] confirmed on the remote file
+        self._sending = 0  # end of the piece being written to the remote file, if any
         self._gen = 0  # bumped when _sent moves back (a cut or a reconnection)
         self._cut: int | None = None  # a remote truncation still to do
         self._created = False
@@ -207,8 +208,8 @@ class StreamingUpload:
             if self._fd < 0:
                 del self._journal[max(0, size - self._jstart) :]
                 self._jstart = min(self._jstart, size)
-            if size < self._sent:
-                self._sent = size
+            if size < max(self._sent, self._sending):
+                self._sent = min(self._sent, size)
                 self._acked = min(self._acked, size)
                 self._cut = size if self._cut is None else min(self._cut, size)
                 self._gen += 1
@@ -228,7 +229,13 @@ class StreamingUpload:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
+        try:
+            self._thread.join()
+        except KeyboardInterrupt:
+            # Ctrl-C while the last bytes go out: stop there (sha256 stays None).
+            self.abort()
+            self._error = "interrupted before the upload finished"
+            raise
         self._digest = self._sha.hexdigest()
         if self._fd >= 0:
             try:
@@ -388,13 +395,20 @@ class StreamingUpload:
 
     def _send_piece(self, sftp: paramiko.SFTPClient, fh: Any) -> Any:
         with self._cond:
+            if self._cut is not None:
+                return fh  # cut back since the job was chosen: the cut comes first
             start, gen = self._sent, self._gen
             piece = self._stream_bytes(start, min(_PIECE, self._pos - start))
-        if fh is None:
-            fh = sftp.open(self.uploader.target.path, "r+b")
-            fh.set_pipelined(True)
-            fh.seek(start)
-        fh.write(piece)
+            self._sending = start + len(piece)
+        try:
+            if fh is None:
+                fh = sftp.open(self.uploader.target.path, "r+b")
+                fh.set_pipelined(True)
+                fh.seek(start)
+            fh.write(piece)
+        finally:
+            with self._cond:
+                self._sending = 0
         with self._cond:
             if gen != self._gen:
                 return _closed(fh)  # cut back meanwhile: the handle's position is stale
@@ -407,6 +421,8 @@ class StreamingUpload:
     def _confirm(self, sftp: paramiko.SFTPClient) -> None:
         """The remote size must equal what was sent: then it is acknowledged."""
         with self._cond:
+            if self._cut is not None:
+                return  # cut back since the job was chosen: the cut comes first
             sent, gen = self._sent, self._gen
         have = sftp.stat(self.uploader.target.path).st_size or 0
         with self._cond:
@@ -429,7 +445,9 @@ class StreamingUpload:
         if have != size:
             raise TransferError(f"{self.target}: cut back to {size} bytes, it holds {have}")
         with self._cond:
-            if self._cut is None and self._sent == size:
+            if self._cut is None:  # else a newer, shorter cut is still to do
+                self._sent = size
+                self._gen += 1
                 self._acknowledge(size)
 
     def _acknowledge(self, offset: int) -> None:
