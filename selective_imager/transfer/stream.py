@@ -38,6 +38,7 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import paramiko
@@ -102,8 +103,7 @@ class StreamingUpload:
         self._pos = 0  # length of the stream
         self._sha = hashlib.sha256()
         self._mark: tuple[int, Any] = (0, self._sha.copy())
-        self._journal = bytearray()  # stream[_jstart:_pos] when there is no local copy
-        self._jstart = 0
+        self._journal = _Journal()  # stream[start:_pos] when there is no local copy
         self._sent = 0  # stream[:_sent] handed to the remote file
         self._acked = 0  # stream[:_acked] confirmed on the remote file
         self._sending = 0  # end of the piece being written to the remote file, if any
@@ -140,7 +140,7 @@ class StreamingUpload:
     @property
     def held(self) -> int:
         """Bytes held in memory now (the journal; 0 with a local copy)."""
-        return len(self._journal)
+        return self._journal.size
 
     @property
     def error(self) -> str | None:
@@ -167,7 +167,7 @@ class StreamingUpload:
             _pwrite_all(self._fd, view, self._pos)
         with self._cond:
             if self._fd < 0:
-                while self._journal and len(self._journal) + size > self.memory:
+                while self._journal.size and self._journal.size + size > self.memory:
                     if self._error is not None:
                         break
                     self._blocked = True
@@ -176,7 +176,7 @@ class StreamingUpload:
                 self._blocked = False
                 if self._error is not None:
                     raise ContainerError(self._lost())
-                self._journal += view
+                self._journal.append(bytes(view))
             self._sha.update(view)
             self._pos += size
             self._cond.notify_all()
@@ -206,8 +206,7 @@ class StreamingUpload:
             self._pos = size
             self._sha = self._mark[1].copy()
             if self._fd < 0:
-                del self._journal[max(0, size - self._jstart) :]
-                self._jstart = min(self._jstart, size)
+                self._journal.cut(size)
             if size < max(self._sent, self._sending):
                 self._sent = min(self._sent, size)
                 self._acked = min(self._acked, size)
@@ -388,10 +387,10 @@ class StreamingUpload:
         """Stream bytes (lock held): from the local copy or the journal."""
         if self._fd >= 0:
             return os.pread(self._fd, size, offset)
-        start = offset - self._jstart
-        if start < 0:
+        data = self._journal.read(offset, size)
+        if data is None:
             raise TransferError(f"{self.target}: stream bytes at {offset} are no longer held")
-        return bytes(self._journal[start : start + size])
+        return data
 
     def _send_piece(self, sftp: paramiko.SFTPClient, fh: Any) -> Any:
         with self._cond:
@@ -453,9 +452,8 @@ class StreamingUpload:
     def _acknowledge(self, offset: int) -> None:
         """(lock held) ``stream[:offset]`` is on the remote file."""
         self._acked = offset
-        if self._fd < 0 and offset > self._jstart:
-            del self._journal[: offset - self._jstart]
-            self._jstart = offset
+        if self._fd < 0:
+            self._journal.drop_before(offset)
         self._progressed = True
         self._cond.notify_all()
 
@@ -491,7 +489,7 @@ class StreamingUpload:
         if have != start:
             sftp.truncate(path, start)
         with self._cond:
-            if self._fd < 0 and start > self._jstart:
+            if self._fd < 0:
                 self._acknowledge(start)
 
     def _matching(self, sftp: paramiko.SFTPClient, start: int, end: int) -> int:
@@ -514,6 +512,51 @@ class StreamingUpload:
                     )
                 same += len(remote)
         return same
+
+
+class _Journal:
+    """The stream bytes not yet acknowledged, kept as the pieces written (a deque: no
+    reallocation of one big buffer, which would briefly need twice the memory)."""
+
+    def __init__(self) -> None:
+        self._pieces: deque[tuple[int, bytes]] = deque()
+        self.start = 0  # stream offset of the first byte held
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        self._pieces.append((self.start + self.size, data))
+        self.size += len(data)
+
+    def read(self, offset: int, size: int) -> bytes | None:
+        """``stream[offset:offset + size]`` (shorter at the end); None if no longer held."""
+        if offset < self.start:
+            return None
+        end = min(offset + size, self.start + self.size)
+        out = []
+        for at, piece in self._pieces:
+            if at >= end:
+                break
+            if at + len(piece) > offset:
+                out.append(piece[max(0, offset - at) : end - at])
+        return b"".join(out)
+
+    def drop_before(self, offset: int) -> None:
+        """Forget the pieces wholly before ``offset`` (acknowledged)."""
+        while self._pieces and self._pieces[0][0] + len(self._pieces[0][1]) <= offset:
+            _, piece = self._pieces.popleft()
+            self.start += len(piece)
+            self.size -= len(piece)
+
+    def cut(self, offset: int) -> None:
+        """The stream was truncated at ``offset``."""
+        while self._pieces and self._pieces[-1][0] >= offset:
+            self.size -= len(self._pieces.pop()[1])
+        if self._pieces and self.start + self.size > offset:
+            at, piece = self._pieces.pop()
+            self._pieces.append((at, piece[: offset - at]))
+            self.size = offset - self.start
+        if not self._pieces:
+            self.start, self.size = offset, 0
 
 
 class StreamFactory:
