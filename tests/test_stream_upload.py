@@ -413,8 +413,8 @@ def test_ctrl_c_while_the_last_bytes_go_out_stops_the_upload(sshd, disk, tmp_pat
 
 
 def test_ctrl_c_during_the_collection_finishes_the_remote_container(sshd, disk, tmp_path):
-    """Ctrl-C (in the main thread) while the journal bound holds the collection back:
-    the container is finished as incomplete through the stream and delivered."""
+    """Ctrl-C while the journal bound holds the collection back: the container is
+    finished as incomplete through the stream and delivered."""
     from selective_imager.collect.collector import CollectOptions
     from selective_imager.collect.collector import collect as run_collect
     from selective_imager.discovery import open_disk
@@ -430,13 +430,18 @@ def test_ctrl_c_during_the_collection_finishes_the_remote_container(sshd, disk, 
     )
     sinks: list[StreamingUpload] = []
 
-    def on_sent(sent: int) -> None:
-        if sent >= 3 << 20 and not sinks[0]._closing and len(sinks) == 1:
-            sinks.append(sinks[0])  # once
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+    class Interrupted(StreamingUpload):
+        """Ctrl-C as it lands in a write of the collection, once, past 3 MiB (a signal
+        sent from another thread can land anywhere; this lands in the stream for sure)."""
+
+        def write(self, data):
+            if self.kept >= 3 << 20 and len(sinks) == 1:
+                sinks.append(self)
+                raise KeyboardInterrupt
+            return super().write(data)
 
     def factory(output: Path, overwrite: bool) -> StreamingUpload:
-        sinks.append(StreamingUpload(uploader, None, memory=2 << 20, on_sent=on_sent))
+        sinks.append(Interrupted(uploader, None, memory=2 << 20))
         return sinks[0]
 
     with open_disk(str(image)) as d, pytest.raises(KeyboardInterrupt):
