@@ -462,3 +462,82 @@ def test_several_devices_one_container_each(ext4_live: tuple[str, Path, dict[str
             paths = {r["path"] for r in manifest}
             assert paths == (set(files) if device == dev else {"var/log/messages"})
         assert not out.exists()
+
+
+def _fake_sysfs(root: Path) -> None:
+    """A sysfs laid out as Documentation/ABI/stable/sysfs-block and sysfs-block-dm say:
+    sda with partition sda3, dm-0 an open LUKS2 mapping on sda3, dm-1 an LVM volume on
+    dm-0, md0 a RAID1 of sdb1 and sdc1 (this machine has no device-mapper or md)."""
+    devices, klass, devblock = root / "devices", root / "class" / "block", root / "dev" / "block"
+    klass.mkdir(parents=True)
+    devblock.mkdir(parents=True)
+
+    def dev(path: str, number: str, **files: str) -> Path:
+        node = devices / path
+        node.mkdir(parents=True)
+        (node / "dev").write_text(number + "\n")
+        (node / "size").write_text("2048\n")
+        (node / "slaves").mkdir()
+        (node / "holders").mkdir()
+        for rel, text in files.items():
+            (node / rel.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+            (node / rel.replace("__", "/")).write_text(text + "\n")
+        (klass / node.name).symlink_to(node)
+        (devblock / number).symlink_to(node)
+        return node
+
+    dev("pci/block/sda", "8:0")
+    sda3 = dev("pci/block/sda/sda3", "8:3", partition="3")
+    for disk in ("sdb", "sdc"):
+        dev(f"pci/block/{disk}", "8:16" if disk == "sdb" else "8:32")
+        dev(f"pci/block/{disk}/{disk}1", "8:17" if disk == "sdb" else "8:33", partition="1")
+    dm0 = dev("virtual/block/dm-0", "254:0", dm__uuid="CRYPT-LUKS2-0123abcd-root", dm__name="root")
+    dm1 = dev("virtual/block/dm-1", "254:1", dm__uuid="LVM-abcdefgh", dm__name="vg-home")
+    md0 = dev("virtual/block/md0", "9:0", md__level="raid1")
+    (dm0 / "slaves" / "sda3").symlink_to(sda3)
+    (sda3 / "holders" / "dm-0").symlink_to(dm0)
+    (dm1 / "slaves" / "dm-0").symlink_to(dm0)
+    (dm0 / "holders" / "dm-1").symlink_to(dm1)
+    for part in ("sdb1", "sdc1"):
+        (md0 / "slaves" / part).symlink_to(klass / part)
+
+
+def test_stacks_from_the_sysfs_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dm-crypt, LVM and md stacks read from a sysfs tree the test lays out (the oracle is
+    the kernel's sysfs ABI as written here: none of these exist on this machine)."""
+    from selective_imager.live import blockdev, plan
+    from selective_imager.live.blockdev import parse_mountinfo
+
+    _fake_sysfs(tmp_path)
+    monkeypatch.setattr(blockdev, "SYS_CLASS_BLOCK", tmp_path / "class" / "block")
+    monkeypatch.setattr(blockdev, "SYS_DEV_BLOCK", tmp_path / "dev" / "block")
+    assert blockdev.describe_stack("dm-1") == (
+        "dm-1 = lvm LVM logical volume vg-home on dm-0 = dm-crypt LUKS2 (dm name root) "
+        "on sda3 = partition 3 of sda"
+    )
+    assert blockdev.describe_stack("md0") == (
+        "md0 = md md raid1 on sdb1 = partition 1 of sdb + sdc1 = partition 1 of sdc"
+    )
+    assert blockdev.bottom_disks("dm-1") == ["sda"]
+    assert blockdev.bottom_disks("md0") == ["sdb", "sdc"]
+    assert blockdev.holders("sda") == ["dm-0", "dm-1"]
+    mounts = parse_mountinfo(
+        "27 1 254:0 / / rw,relatime - ext4 /dev/mapper/root rw\n"
+        "28 27 254:1 / /home rw,relatime - ext4 /dev/mapper/vg-home rw\n"
+        "29 27 9:0 / /srv/my\\040data rw - xfs /dev/md0 rw\n"
+        "30 27 0:40 / /net rw - nfs4 server:/export rw\n"
+        "31 27 0:41 / /tmp rw - tmpfs tmpfs rw\n"
+    )
+    assert mounts[2].mountpoint == "/srv/my data"
+    live = plan.plan_live(mounts=mounts)
+    assert [s.device.name for s in live.sources] == ["dm-0", "dm-1", "md0"]
+    assert "plaintext" in live.sources[0].note and "sda3" in live.sources[0].note
+    assert [s["reason"].split(":")[0] for s in live.skipped] == [
+        "network file system", "pseudo or memory file system",
+    ]  # fmt: skip
+    # Reading the LUKS partition itself: a file system on its mapping (or on the LVM
+    # volume above that) is a file system of that partition.
+    sda3 = plan.LiveSource(blockdev.device_by_name("sda3"), (), "", "")  # type: ignore[arg-type]
+    protected = plan.protected_st_devs(sda3, mounts)
+    assert protected >= {os.makedev(254, 0), os.makedev(254, 1)}
+    assert os.makedev(9, 0) not in protected
