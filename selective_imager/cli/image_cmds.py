@@ -134,23 +134,19 @@ def image_command(
             "notes": notes,
         }
         pieces = _parse_size(piece_size)
+
+        def write(stream: ByteStream, sector: int, details: dict[str, str]) -> dict[str, Any]:
+            # header is read now: the volume branch adds its notes before calling
+            opts = image_options(
+                output, image_format, segment_size, compression, chunk_size, sector, sparse,
+                header,
+            )  # fmt: skip
+            return _run(stream, sector, output, opts, wanted, pieces, quiet or json_output, details)
+
         if volume is None:
             with open_source(source, _source_options(parent, None)) as src:
                 stream, sector = src.stream, src.info.sector_size
-                opts = image_options(
-                    output,
-                    image_format,
-                    segment_size,
-                    compression,
-                    chunk_size,
-                    sector,
-                    sparse,
-                    header,
-                )
-                record = _run(
-                    stream, sector, output, opts, wanted, pieces, quiet or json_output,
-                    dict(src.info.details),
-                )  # fmt: skip
+                record = write(stream, sector, dict(src.info.details))
                 record["source"] = {"path": source, "format": src.info.format,
                                     "size": src.info.size, "details": dict(src.info.details)}  # fmt: skip
         else:
@@ -161,20 +157,7 @@ def image_command(
                 )
                 if extra.get("encrypted_source"):
                     header["notes"] = _volume_note(notes, extra)
-                opts = image_options(
-                    output,
-                    image_format,
-                    segment_size,
-                    compression,
-                    chunk_size,
-                    sector,
-                    sparse,
-                    header,
-                )
-                record = _run(
-                    stream, sector, output, opts, wanted, pieces, quiet or json_output,
-                    dict(disk.source.info.details),
-                )  # fmt: skip
+                record = write(stream, sector, dict(disk.source.info.details))
                 record["source"] = {"path": source, "format": disk.source.info.format,
                                     "size": disk.source.info.size, **extra}  # fmt: skip
         record_path(output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

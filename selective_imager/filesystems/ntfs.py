@@ -90,35 +90,23 @@ def _mft_bitmap(record0: bytes, volume: ByteStream, cluster: int) -> bytes | Non
                 start = int.from_bytes(attr[0x14:0x16], "little")
                 return attr[start : start + size]
             size = int.from_bytes(attr[0x30:0x38], "little")
-            runs = _decode_runs(attr[int.from_bytes(attr[0x20:0x22], "little") :])
-            data = bytearray()
-            for lcn, clusters in runs:
-                chunk = clusters * cluster
-                data += volume.read_at(lcn * cluster, chunk) if lcn is not None else bytes(chunk)
-            return bytes(data[:size])
+            runs = attr[int.from_bytes(attr[0x20:0x22], "little") :]
+            return read_along_runs(volume, cluster, runs, size)
         pos += length
     return None
 
 
-def _decode_runs(data: bytes) -> list[tuple[int | None, int]]:
-    """NTFS mapping pairs: (first cluster or None when sparse, cluster count) per run."""
-    runs: list[tuple[int | None, int]] = []
-    pos, lcn = 0, 0
-    while pos < len(data) and data[pos]:
-        header = data[pos]
-        n_len, n_off = header & 0x0F, header >> 4
-        if pos + 1 + n_len + n_off > len(data):
+def read_along_runs(volume: ByteStream, cluster: int, runs: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of a non-resident value, read along its mapping pairs."""
+    from selective_imager.filesystems.ntfs_records import decode_runs  # numpy: on use
+
+    out = bytearray()
+    for lcn, count in decode_runs(runs):
+        if len(out) >= size:
             break
-        count = int.from_bytes(data[pos + 1 : pos + 1 + n_len], "little")
-        if n_off:
-            lcn += int.from_bytes(
-                data[pos + 1 + n_len : pos + 1 + n_len + n_off], "little", signed=True
-            )
-            runs.append((lcn, count))
-        else:
-            runs.append((None, count))
-        pos += 1 + n_len + n_off
-    return runs
+        chunk = count * cluster
+        out += volume.read_at(lcn * cluster, chunk) if lcn is not None else bytes(chunk)
+    return bytes(out[:size])
 
 
 def _apply_fixups(raw: bytes) -> bytes:
@@ -463,21 +451,7 @@ class NtfsFilesystem(Filesystem):
         """
         from selective_imager.filesystems.ntfs_records import iter_records
 
-        layout = self._mft_layout()
-        if layout is None:
-            raise FilesystemError("cannot read the $MFT: its layout is unknown")
-        size, extents = layout
-        try:
-            fe = self._volume.get_file_entry(0)
-            length = int(fe.get_size())
-            valid = _valid_data_size(fe, "")
-        except OSError as exc:
-            raise FilesystemError(f"cannot read the $MFT: {short_error(exc)}") from exc
-        if not size or not extents:
-            raise FilesystemError("cannot read the $MFT: it has no data runs")
-        mft = _ExtentStream(
-            self._stream, extents, length, length if valid is None else valid, "$MFT"
-        )
+        size, mft = self._mft_stream()
         yield from iter_records(mft, size, in_use=self._mft_in_use, read_runs=self._read_runs)
 
     def mft_image(self, limit: int) -> tuple[int, bytes, Callable[[int], bool | None]] | None:
@@ -492,6 +466,21 @@ class NtfsFilesystem(Filesystem):
         Raises:
             FilesystemError: the $MFT cannot be read.
         """
+        size, mft = self._mft_stream()
+        length = mft.size
+        if length > limit:
+            return None
+        data = bytearray()
+        while len(data) < length:
+            chunk = mft.read_at(len(data), min(4 << 20, length - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        self._mft_in_use(0)  # loads the bitmap now: later answers read no volume
+        return size, bytes(data), self._mft_in_use
+
+    def _mft_stream(self) -> tuple[int, ByteStream]:
+        """(record size, the $MFT's content as a stream along its data runs)."""
         layout = self._mft_layout()
         if layout is None:
             raise FilesystemError("cannot read the $MFT: its layout is unknown")
@@ -502,37 +491,16 @@ class NtfsFilesystem(Filesystem):
             valid = _valid_data_size(fe, "")
         except OSError as exc:
             raise FilesystemError(f"cannot read the $MFT: {short_error(exc)}") from exc
-        if length > limit:
-            return None
         if not size or not extents:
             raise FilesystemError("cannot read the $MFT: it has no data runs")
         mft = _ExtentStream(
             self._stream, extents, length, length if valid is None else valid, "$MFT"
         )
-        data = bytearray()
-        while len(data) < length:
-            chunk = mft.read_at(len(data), min(4 << 20, length - len(data)))
-            if not chunk:
-                break
-            data += chunk
-        self._mft_in_use(0)  # loads the bitmap now: later answers read no volume
-        return size, bytes(data), self._mft_in_use
+        return size, mft
 
     def _read_runs(self, runs: bytes, size: int) -> bytes:
         """A non-resident value read from the volume along its mapping pairs."""
-        from selective_imager.filesystems.ntfs_records import decode_runs
-
-        cluster = self.info.block_size
-        out = bytearray()
-        for lcn, count in decode_runs(runs):
-            if len(out) >= size:
-                break
-            out += (
-                self._stream.read_at(lcn * cluster, count * cluster)
-                if lcn is not None
-                else bytes(count * cluster)
-            )
-        return bytes(out[:size])
+        return read_along_runs(self._stream, self.info.block_size, runs, size)
 
     def _mft_layout(self) -> tuple[int, tuple[Extent, ...]] | None:
         """(record size, the $MFT's extents), or None when they cannot be read."""
